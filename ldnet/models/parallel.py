@@ -1,0 +1,189 @@
+"""High-resolution parallel sub-network (HRNet stages 2-4, Sun et al., CVPR 2019).
+
+Branch ``i`` runs at 1/4 * 2^-i of the input resolution. A stage first adds a branch
+(transition), then repeats modules: every branch runs its blocks, then every branch
+receives the sum of all branches resampled to its resolution (fusion).
+
+Fusion and transitions come in two flavours: ``"hrnet"`` (3x3 strided convolutions, as in
+the reference code) and ``"light"`` (depthwise-separable strided convolutions), which is
+where most of HRNet's low-resolution parameters can be saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import conv_bn, make_block, separable_conv_bn
+
+FUSION_TYPES = ("hrnet", "light")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: ``num_modules`` modules over ``len(widths)`` branches.
+
+    ``blocks`` names the block type of each branch ("basic" or "ld").
+    """
+
+    num_modules: int
+    num_blocks: tuple[int, ...]
+    widths: tuple[int, ...]
+    blocks: tuple[str, ...]
+
+    def __post_init__(self):
+        n = len(self.widths)
+        if len(self.num_blocks) != n or len(self.blocks) != n:
+            raise ValueError(
+                f"stage with {n} widths needs {n} num_blocks and {n} blocks, got "
+                f"{len(self.num_blocks)} and {len(self.blocks)}"
+            )
+
+
+def _downsample_conv(in_channels: int, out_channels: int, fusion: str, relu: bool) -> nn.Module:
+    if fusion == "hrnet":
+        return conv_bn(in_channels, out_channels, 3, stride=2, relu=relu)
+    if fusion == "light":
+        return separable_conv_bn(in_channels, out_channels, stride=2, relu=relu)
+    raise ValueError(f"unknown fusion type {fusion!r}; choose from {FUSION_TYPES}")
+
+
+class Upsample(nn.Module):
+    """1x1 projection then nearest upsampling by ``factor`` (HRNet's j > i fusion path)."""
+
+    def __init__(self, in_channels: int, out_channels: int, factor: int):
+        super().__init__()
+        self.project = conv_bn(in_channels, out_channels, 1, relu=False)
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.project(x), scale_factor=self.factor, mode="nearest")
+
+
+def _fuse_path(i: int, j: int, widths: Sequence[int], fusion: str) -> nn.Module:
+    """The path that brings branch j to branch i's resolution and width."""
+    if j > i:
+        return Upsample(widths[j], widths[i], 2 ** (j - i))
+    steps = []
+    for step in range(i - j):
+        last = step == i - j - 1
+        # Intermediate steps keep branch j's width and a ReLU; the last one maps to
+        # branch i's width without ReLU (it is summed, then ReLU'd), as in HRNet.
+        steps.append(_downsample_conv(widths[j], widths[i] if last else widths[j], fusion, not last))
+    return nn.Sequential(*steps)
+
+
+class HighResolutionModule(nn.Module):
+    """Parallel branches followed by multi-resolution fusion."""
+
+    def __init__(
+        self,
+        widths: Sequence[int],
+        num_blocks: Sequence[int],
+        blocks: Sequence[str],
+        fusion: str,
+        multi_scale_output: bool = True,
+        dynamic: bool = True,
+        num_kernels: int = 4,
+    ):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Sequential(
+                *[make_block(kind, width, width, dynamic, num_kernels) for _ in range(count)]
+            )
+            for width, count, kind in zip(widths, num_blocks, blocks, strict=True)
+        )
+        num_outputs = len(widths) if multi_scale_output else 1
+        if len(widths) == 1:
+            self.fuse = None
+        else:
+            self.fuse = nn.ModuleList(
+                nn.ModuleList(
+                    nn.Identity() if i == j else _fuse_path(i, j, widths, fusion)
+                    for j in range(len(widths))
+                )
+                for i in range(num_outputs)
+            )
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        xs = [branch(x) for branch, x in zip(self.branches, xs, strict=True)]
+        if self.fuse is None:
+            return xs
+        outputs = []
+        for paths in self.fuse:
+            total = paths[0](xs[0])
+            for path, x in zip(paths[1:], xs[1:], strict=True):
+                total = total + path(x)
+            outputs.append(F.relu(total))
+        return outputs
+
+
+class Transition(nn.Module):
+    """Adapts the previous stage's branches to the next stage's widths and adds new branches."""
+
+    def __init__(self, in_widths: Sequence[int], out_widths: Sequence[int], fusion: str):
+        super().__init__()
+        layers = []
+        for i, width in enumerate(out_widths):
+            if i < len(in_widths):
+                layers.append(
+                    nn.Identity() if in_widths[i] == width else conv_bn(in_widths[i], width, 3)
+                )
+            else:
+                # A new branch grows from the lowest-resolution existing one by stride-2 steps.
+                steps = []
+                for step in range(i + 1 - len(in_widths)):
+                    last = step == i - len(in_widths)
+                    out = width if last else in_widths[-1]
+                    steps.append(_downsample_conv(in_widths[-1], out, fusion, relu=True))
+                layers.append(nn.Sequential(*steps))
+        self.layers = nn.ModuleList(layers)
+        self.num_inputs = len(in_widths)
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        outputs = []
+        for i, layer in enumerate(self.layers):
+            source = xs[i] if i < self.num_inputs else xs[-1]
+            outputs.append(layer(source))
+        return outputs
+
+
+class Stage(nn.Module):
+    """Transition into the stage, then its modules."""
+
+    def __init__(
+        self,
+        in_widths: Sequence[int],
+        spec: StageSpec,
+        fusion: str,
+        multi_scale_output: bool = True,
+        dynamic: bool = True,
+        num_kernels: int = 4,
+    ):
+        super().__init__()
+        self.transition = Transition(in_widths, spec.widths, fusion)
+        self.hr_modules = nn.Sequential()
+        for index in range(spec.num_modules):
+            last = index == spec.num_modules - 1
+            self.hr_modules.append(
+                HighResolutionModule(
+                    spec.widths,
+                    spec.num_blocks,
+                    spec.blocks,
+                    fusion,
+                    multi_scale_output=multi_scale_output or not last,
+                    dynamic=dynamic,
+                    num_kernels=num_kernels,
+                )
+            )
+        self.out_widths = tuple(spec.widths) if multi_scale_output else (spec.widths[0],)
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        xs = self.transition(xs)
+        for module in self.hr_modules:
+            xs = module(xs)
+        return xs
