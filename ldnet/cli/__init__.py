@@ -17,7 +17,7 @@ from .common import CLIError, OneLineErrorParser
 # Sub-command modules, in the order `ldnet --help` lists them.
 COMMAND_MODULES = (
     "ldnet.cli.complexity",
-
+    "ldnet.cli.bench",
 )
 
 

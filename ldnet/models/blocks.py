@@ -65,7 +65,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return F.relu(self.conv2(self.conv1(x)) + identity)
+        return F.relu_(self.conv2(self.conv1(x)) + identity)
 
 
 class Bottleneck(nn.Module):
@@ -87,7 +87,7 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return F.relu(self.conv3(self.conv2(self.conv1(x))) + identity)
+        return F.relu_(self.conv3(self.conv2(self.conv1(x))) + identity)
 
 
 class LDBlock(nn.Module):
@@ -116,7 +116,7 @@ class LDBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return F.relu(self.conv2(self.conv1(x)) + identity)
+        return F.relu_(self.conv2(self.conv1(x)) + identity)
 
 
 BLOCK_TYPES = ("basic", "ld")

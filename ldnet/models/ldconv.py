@@ -74,6 +74,8 @@ class DynamicDepthwiseConv(nn.Module):
         bound = 1.0 / math.sqrt(kernel_size * kernel_size)
         # Same range as PyTorch's default for a static depthwise kernel (fan-in k*k).
         nn.init.uniform_(self.weight, -bound, bound)
+        # None while training; `fuse_for_inference` folds the following BatchNorm in here.
+        self.bias: nn.Parameter | None = None
 
     def aggregated_kernels(self, attention: torch.Tensor) -> torch.Tensor:
         """(B, K) attention -> (B, C, 1, k, k) per-sample kernels."""
@@ -84,8 +86,10 @@ class DynamicDepthwiseConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         attention = self.attention(x)
         if self.execution == "aggregate":
-            return self._forward_aggregate(x, attention)
-        return self._forward_mixture(x, attention)
+            out = self._forward_aggregate(x, attention)
+        else:
+            out = self._forward_mixture(x, attention)
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
     def _forward_aggregate(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
@@ -116,7 +120,9 @@ class DynamicDepthwiseConv(nn.Module):
         bank = self.weight.transpose(0, 1).reshape(
             self.channels * self.num_kernels, 1, self.kernel_size, self.kernel_size
         )
-        responses = F.conv2d(x, bank, stride=self.stride, padding=self.padding, groups=self.channels)
+        responses = F.conv2d(
+            x, bank, stride=self.stride, padding=self.padding, groups=self.channels
+        )
         batch = x.shape[0]
         responses = responses.view(batch, self.channels, self.num_kernels, *responses.shape[-2:])
         return (responses * attention.view(batch, 1, self.num_kernels, 1, 1)).sum(dim=2)
@@ -163,7 +169,7 @@ class LDConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn_depthwise(self.depthwise(x))
         x = self.bn_pointwise(self.pointwise(x))
-        return F.relu(x) if self.relu else x
+        return F.relu_(x) if self.relu else x
 
 
 def set_ldconv_execution(model: nn.Module, execution: str) -> nn.Module:

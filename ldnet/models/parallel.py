@@ -73,7 +73,9 @@ def _fuse_path(i: int, j: int, widths: Sequence[int], fusion: str) -> nn.Module:
         last = step == i - j - 1
         # Intermediate steps keep branch j's width and a ReLU; the last one maps to
         # branch i's width without ReLU (it is summed, then ReLU'd), as in HRNet.
-        steps.append(_downsample_conv(widths[j], widths[i] if last else widths[j], fusion, not last))
+        steps.append(
+            _downsample_conv(widths[j], widths[i] if last else widths[j], fusion, not last)
+        )
     return nn.Sequential(*steps)
 
 

@@ -1,0 +1,105 @@
+"""Forward-pass throughput of models, measured side by side.
+
+The machines this runs on are shared and noisy, so the cases are timed in interleaved
+rounds (every case once per round, several rounds) and each case reports its median: a
+burst of load from elsewhere hits all cases of a round alike instead of one case only.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .models import build_model
+from .models.fuse import fuse_for_inference
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    model: str
+    batch: int
+    images_per_s: float
+    ms_per_batch: float
+    repeats: int
+    iterations_per_repeat: int
+    backend: str = "pytorch"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def prepare_pytorch_model(name: str, num_joints: int, fuse: bool, channels_last: bool):
+    """Eval-mode model ready for timing; BN folding and NHWC as in deployment."""
+    model = build_model(name, num_joints).eval()
+    if fuse:
+        model = fuse_for_inference(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _time_calls(run: Callable[[], object], iterations: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iterations):
+        run()
+    return (time.perf_counter() - start) / iterations
+
+
+def benchmark_forward(
+    models: Sequence[str],
+    batches: Iterable[int],
+    input_size: tuple[int, int] = (256, 192),
+    num_joints: int = 17,
+    repeats: int = 7,
+    min_repeat_s: float = 0.3,
+    fuse: bool = True,
+    channels_last: bool = True,
+    on_round: Callable[[int], None] | None = None,
+) -> list[BenchResult]:
+    """Images/s of each (model, batch) case, median over ``repeats`` interleaved rounds."""
+    torch.manual_seed(0)
+    prepared = {
+        name: prepare_pytorch_model(name, num_joints, fuse, channels_last) for name in models
+    }
+    cases = []
+    for batch in batches:
+        images = torch.randn(batch, 3, *input_size)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        for name in models:
+            model = prepared[name]
+
+            def run(model=model, images=images):
+                with torch.inference_mode():
+                    return model(images)
+
+            # Warm-up (oneDNN picks and caches kernels on the first calls), then choose
+            # how many calls make one timed repeat last at least `min_repeat_s`.
+            run()
+            one_call = _time_calls(run, 1)
+            iterations = max(1, round(min_repeat_s / max(one_call, 1e-6)))
+            cases.append((name, batch, run, iterations))
+
+    seconds: dict[tuple[str, int], list[float]] = {(n, b): [] for n, b, _, _ in cases}
+    for round_index in range(repeats):
+        for name, batch, run, iterations in cases:
+            seconds[(name, batch)].append(_time_calls(run, iterations))
+        if on_round is not None:
+            on_round(round_index)
+    results = []
+    for name, batch, _, iterations in cases:
+        median_s = statistics.median(seconds[(name, batch)])
+        results.append(
+            BenchResult(name, batch, batch / median_s, median_s * 1e3, repeats, iterations)
+        )
+    return results
+
+
+def speedups(results: Sequence[BenchResult], reference: str) -> dict[tuple[str, int], float]:
+    """images/s of each case divided by the reference model's at the same batch."""
+    base = {r.batch: r.images_per_s for r in results if r.model == reference}
+    return {(r.model, r.batch): r.images_per_s / base[r.batch] for r in results if r.batch in base}

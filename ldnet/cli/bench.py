@@ -1,0 +1,111 @@
+"""`ldnet bench`: CPU forward throughput of models side by side (`ldnet bench data`: the
+training data pipeline)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from .common import CLIError, positive_int
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="forward throughput (images/s) of ldnet vs hrnet_w32; `bench data` for the data path",
+        description=(
+            "Time forward passes of several presets side by side: interleaved rounds, "
+            "median per case, ratio to the reference model. Models are timed as deployed: "
+            "eval mode, BatchNorm folded into convolutions, channels-last memory."
+        ),
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["ldnet", "hrnet_w32"],
+        metavar="NAME",
+        help="presets to time (default: ldnet hrnet_w32)",
+    )
+    parser.add_argument(
+        "--batch", nargs="+", type=positive_int, default=[1, 8], metavar="N", help="default 1 8"
+    )
+    from .common import input_size
+
+    parser.add_argument("--input", type=input_size, default=(256, 192), metavar="HxW")
+    parser.add_argument("--joints", type=positive_int, default=17, metavar="N")
+    parser.add_argument("--repeats", type=positive_int, default=7, help="timed rounds (median)")
+    parser.add_argument(
+        "--min-repeat-s",
+        type=float,
+        default=0.3,
+        help="each timed repeat runs enough calls to last at least this long",
+    )
+    parser.add_argument("--threads", type=positive_int, help="torch intra-op threads")
+    parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers unfolded")
+    parser.add_argument(
+        "--nchw", action="store_true", help="contiguous NCHW memory instead of channels-last"
+    )
+    parser.add_argument("--reference", default="hrnet_w32", help="ratio denominator")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of results")
+    parser.set_defaults(run=run)
+    bench_subparsers = parser.add_subparsers(dest="bench_target", metavar="TARGET")
+    try:
+        from .data import register_data_bench
+    except ImportError:  # the data pipeline benchmark lives with the data package
+        return
+    register_data_bench(bench_subparsers)
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ldnet.benchmark import benchmark_forward, speedups
+    from ldnet.models import PRESETS
+
+    for name in args.models:
+        if name not in PRESETS:
+            raise CLIError(f"unknown model {name!r}; choose from {', '.join(PRESETS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tqdm(total=args.repeats, desc="bench rounds", disable=args.json, leave=False) as bar:
+        results = benchmark_forward(
+            args.models,
+            args.batch,
+            args.input,
+            args.joints,
+            repeats=args.repeats,
+            min_repeat_s=args.min_repeat_s,
+            fuse=not args.no_fuse,
+            channels_last=not args.nchw,
+            on_round=lambda _: bar.update(1),
+        )
+    ratios = speedups(results, args.reference) if args.reference in args.models else {}
+    if args.json:
+        rows = []
+        for result in results:
+            row = result.to_dict()
+            if (result.model, result.batch) in ratios:
+                row[f"speedup_vs_{args.reference}"] = ratios[(result.model, result.batch)]
+            rows.append(row)
+        print(json.dumps(rows, indent=2))
+        return 0
+    height, width = args.input
+    print(
+        f"input {height}x{width}, {torch.get_num_threads()} threads, "
+        f"{'BN folded' if not args.no_fuse else 'BN unfolded'}, "
+        f"{'NCHW' if args.nchw else 'channels-last'}, median of {args.repeats} rounds"
+    )
+    header = f"{'model':<18} {'batch':>5} {'images/s':>9} {'ms/batch':>9}"
+    if ratios:
+        header += f" {'vs ' + args.reference:>14}"
+    print(header)
+    for result in results:
+        line = (
+            f"{result.model:<18} {result.batch:>5} {result.images_per_s:>9.1f} "
+            f"{result.ms_per_batch:>9.1f}"
+        )
+        if (result.model, result.batch) in ratios:
+            line += f" {ratios[(result.model, result.batch)]:>13.2f}x"
+        print(line)
+    return 0
