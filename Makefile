@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ldnet demo
+	$(BIN)/ldnet complexity --all
+	$(BIN)/ldnet bench
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -25,6 +25,9 @@ def register(subparsers) -> None:
         metavar="NAME",
         help="also give ratios against this preset (default hrnet_w32; 'none' to skip)",
     )
+    parser.add_argument(
+        "--all", action="store_true", help="one row per preset (the README's table)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
@@ -39,6 +42,8 @@ def run(args) -> int:
         raise CLIError(
             f"unknown --compare model {args.compare!r}; choose from {', '.join(PRESETS)}, none"
         )
+    if args.all:
+        return _print_all_presets(args)
     result = measure(build_model(args.model, args.joints), args.input)
     report = {"model": args.model, "input": list(args.input), "joints": args.joints}
     report |= result.to_dict()
@@ -65,5 +70,32 @@ def run(args) -> int:
         print(
             f"vs {ref['model']}: {ref['params']:,} params, {ref['macs'] / 1e9:.3f} GMACs -> "
             f"params x{ref['params_ratio']:.3f}, MACs x{ref['macs_ratio']:.3f}"
+        )
+    return 0
+
+
+def _print_all_presets(args) -> int:
+    from ldnet.complexity import measure
+    from ldnet.models import PRESETS, build_model
+
+    costs = {name: measure(build_model(name, args.joints), args.input) for name in PRESETS}
+    reference = costs.get(args.compare)
+    if args.json:
+        rows = [
+            {"model": name, "params": cost.params, "macs": cost.macs}
+            for name, cost in costs.items()
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    height, width = args.input
+    print(f"input {height}x{width}, {args.joints} joints")
+    print(f"{'model':<18} {'params':>12} {'GMACs':>7} {'params x':>9} {'MACs x':>7}  description")
+    for name, cost in costs.items():
+        ratios = ""
+        if reference is not None:
+            ratios = f"{cost.params / reference.params:>9.3f} {cost.macs / reference.macs:>7.3f}"
+        print(
+            f"{name:<18} {cost.params:>12,} {cost.macs / 1e9:>7.3f} {ratios}  "
+            f"{PRESETS[name].description}"
         )
     return 0
