@@ -18,6 +18,7 @@ from .common import CLIError, OneLineErrorParser
 COMMAND_MODULES = (
     "ldnet.cli.complexity",
     "ldnet.cli.bench",
+    "ldnet.cli.evaluate",
 )
 
 

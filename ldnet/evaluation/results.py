@@ -107,7 +107,7 @@ def read_coco_results(path: str | os.PathLike, num_joints: int) -> list[dict]:
     """Load and check a COCO keypoint results file."""
     path = Path(path)
     data = _read_json(path, "results file")
-    return check_coco_results(data, num_joints, source=str(path))
+    return check_coco_results(data, num_joints, source=f"results file {path}")
 
 
 def write_coco_results(path: str | os.PathLike, results: Sequence[dict]) -> None:
@@ -165,7 +165,7 @@ def read_mpii_preds(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
         data = _read_json(path, "results file")
         if isinstance(data, dict) and "preds" in data:
             data = data["preds"]
-        return _check_mpii_array(data, str(path)), False
+        return _check_mpii_array(data, f"results file {path}"), False
     if not path.is_file():
         raise EvaluationInputError(f"results file {path} does not exist")
     from scipy.io import loadmat
@@ -178,7 +178,7 @@ def read_mpii_preds(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
         ) from None
     if "preds" not in mat:
         raise EvaluationInputError(f"results file {path} has no 'preds' field (HRNet pred.mat)")
-    return _check_mpii_array(mat["preds"], str(path)), True
+    return _check_mpii_array(mat["preds"], f"results file {path}"), True
 
 
 def _check_mpii_array(preds, source: str) -> np.ndarray:
