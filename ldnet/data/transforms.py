@@ -113,10 +113,17 @@ def warp_crop(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, int
     return cv2.warpAffine(image, matrix.astype(np.float32), (out_w, out_h), flags=cv2.INTER_LINEAR)
 
 
+# normalize() as a table: uint8 value -> normalised float, one row per RGB channel. A table
+# lookup is ~5x faster than the float arithmetic on a 256x192 crop (it is on the hot path).
+_NORMALIZE_LUT = (
+    (np.arange(256, dtype=np.float32)[None, :] / 255.0 - MEAN_RGB[:, None]) / STD_RGB[:, None]
+).astype(np.float32)
+
+
 def normalize(crop_bgr: np.ndarray) -> np.ndarray:
     """uint8 BGR crop (H, W, 3) -> float32 RGB (3, H, W), ImageNet-normalised."""
-    rgb = crop_bgr[:, :, ::-1].astype(np.float32) * (1.0 / 255.0)
-    return np.ascontiguousarray(((rgb - MEAN_RGB) / STD_RGB).transpose(2, 0, 1))
+    planes = crop_bgr.transpose(2, 0, 1)[::-1]  # (3, H, W), RGB
+    return np.stack([np.take(_NORMALIZE_LUT[c], planes[c]) for c in range(3)])
 
 
 def denormalize(image_chw: np.ndarray) -> np.ndarray:
