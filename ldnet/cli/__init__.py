@@ -19,6 +19,10 @@ COMMAND_MODULES = (
     "ldnet.cli.complexity",
     "ldnet.cli.bench",
     "ldnet.cli.evaluate",
+    "ldnet.cli.data",
+    "ldnet.cli.train",
+    "ldnet.cli.test",
+    "ldnet.cli.plot",
 )
 
 

@@ -129,7 +129,7 @@ def normalize(crop_bgr: np.ndarray) -> np.ndarray:
 def denormalize(image_chw: np.ndarray) -> np.ndarray:
     """Inverse of ``normalize``: float RGB (3, H, W) -> uint8 BGR (H, W, 3), for drawing."""
     rgb = np.asarray(image_chw, dtype=np.float32).transpose(1, 2, 0) * STD_RGB + MEAN_RGB
-    return np.clip(rgb[:, :, ::-1] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.clip(rgb[:, :, ::-1] * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def draw_sample(
     heat = cv2.resize((heat * 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
     colour = cv2.applyColorMap(heat, cv2.COLORMAP_JET)
     alpha = (heat.astype(np.float32) / 255.0 * 0.6)[:, :, None]
-    tile = (crop * (1 - alpha) + colour * alpha).astype(np.uint8)
+    tile = np.ascontiguousarray((crop * (1 - alpha) + colour * alpha).astype(np.uint8))
     points, _ = codec.decode(np.asarray(target)[None])
     points, ok = points[0], np.asarray(weight) > 0
     for a, b in keypoint_set.skeleton:
