@@ -78,20 +78,18 @@ def check_coco_results(results: object, num_joints: int, source: str = "results"
                 f"{where}: 'keypoints' must be {3 * num_joints} numbers "
                 f"([x, y, v] for {num_joints} joints), got {got!r}"
             )
-        keypoints = [float(v) if isinstance(v, np.floating) else v for v in keypoints]
+        keypoints = [v.item() if isinstance(v, np.generic) else v for v in keypoints]
         if not all(_is_number(v) for v in keypoints):
             raise EvaluationInputError(
                 f"{where}: 'keypoints' holds a non-number or non-finite value"
             )
         score = entry["score"]
-        score = float(score) if isinstance(score, (np.floating, np.integer)) else score
+        score = score.item() if isinstance(score, np.generic) else score
         if not _is_number(score):
             raise EvaluationInputError(f"{where}: 'score' must be a finite number, got {score!r}")
         image_id, category_id = entry["image_id"], entry["category_id"]
-        if isinstance(image_id, np.integer):
-            image_id = int(image_id)
-        if isinstance(category_id, np.integer):
-            category_id = int(category_id)
+        image_id = image_id.item() if isinstance(image_id, np.generic) else image_id
+        category_id = category_id.item() if isinstance(category_id, np.generic) else category_id
         checked.append(
             {
                 "image_id": image_id,
