@@ -49,3 +49,22 @@ def model_choice(parser: argparse.ArgumentParser, flag: str = "--model", **kwarg
     from ldnet.models import PRESETS
 
     parser.add_argument(flag, choices=list(PRESETS), metavar="NAME", **kwargs)
+
+
+def user_errors():
+    """Context manager: library errors caused by user input -> ``CLIError`` (one line)."""
+    import contextlib
+
+    from ldnet.config import ConfigError
+    from ldnet.data.readers import DataError
+    from ldnet.engine.checkpoint import CheckpointError
+    from ldnet.evaluation import EvaluationInputError
+
+    @contextlib.contextmanager
+    def convert():
+        try:
+            yield
+        except (ConfigError, DataError, CheckpointError, EvaluationInputError) as error:
+            raise CLIError(str(error)) from None
+
+    return convert()

@@ -51,8 +51,10 @@ class NetworkSpec:
 class PoseNet(nn.Module):
     """Top-down pose network: image crop (B, 3, H, W) -> heatmaps (B, J, H/4, W/4).
 
-    ``forward`` returns the final heatmaps; ``forward_all`` returns every supervised heatmap
-    (the KRM's intermediate one first, the final one last) for the training loss.
+    ``forward`` returns the final heatmaps; ``forward(images, all_outputs=True)`` (or
+    ``forward_all``) returns every supervised heatmap (the KRM's intermediate one first, the
+    final one last) for the training loss. The flag goes through ``forward`` so that a
+    DistributedDataParallel wrapper sees the call.
     """
 
     def __init__(self, spec: NetworkSpec):
@@ -95,11 +97,13 @@ class PoseNet(nn.Module):
         else:
             raise ValueError(f"unknown head kind {spec.head.kind!r}; choose from simple, krm")
 
-    def forward_all(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, images: torch.Tensor, all_outputs: bool = False):
+        """Final heatmaps; with ``all_outputs`` the list of every supervised heatmap."""
         xs = [self.stem(images)]
         for stage in self.stages:
             xs = stage(xs)
-        return self.head(xs)
+        outputs = self.head(xs)
+        return outputs if all_outputs else outputs[-1]
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_all(images)[-1]
+    def forward_all(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self(images, all_outputs=True)

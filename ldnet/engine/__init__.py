@@ -1,0 +1,1 @@
+"""Training and testing: checkpoints, loss, distributed set-up, the loops."""

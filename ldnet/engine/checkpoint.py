@@ -1,0 +1,101 @@
+"""Checkpoints: written atomically, read with ``weights_only=True``.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so the safe
+unpickler can read it and a file from an untrusted source cannot run code. It names the
+architecture and joint set so a model can be rebuilt from it without guessing.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+FORMAT = "ldnet-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over
+    ``path``: a crash at any point leaves either the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint (or a bare state dict) safely."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a dict, found {type(data).__name__}")
+    return data
+
+
+def model_state(data: dict) -> dict[str, torch.Tensor]:
+    """The model weights of a checkpoint, or the dict itself if it is a bare state dict."""
+    state = data.get("state_dict", data)
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError("checkpoint holds no model state dict")
+    # Weights saved from a DistributedDataParallel wrapper carry a "module." prefix.
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def check_compatible(data: dict, model_name: str, num_joints: int, source: str) -> None:
+    """Stop with a clear message when a checkpoint is for another architecture/joint set."""
+    info = data.get("model")
+    if not isinstance(info, dict):
+        return
+    if info.get("name") != model_name:
+        raise CheckpointError(
+            f"{source}: weights are for model {info.get('name')!r}, not {model_name!r}"
+        )
+    if info.get("num_joints") != num_joints:
+        raise CheckpointError(
+            f"{source}: weights are for {info.get('num_joints')} joints, not {num_joints}"
+        )
+
+
+def load_initial_weights(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Load whatever matches (name and shape) from ``path`` into ``model``.
+
+    Returns the report: ``matched``, ``missing`` (in the model, not in the file),
+    ``unexpected`` (in the file, not in the model) and ``mismatched`` (shape differs).
+    """
+    state = model_state(load_checkpoint(path))
+    own = model.state_dict()
+    matched = [k for k in state if k in own and own[k].shape == state[k].shape]
+    report = {
+        "matched": matched,
+        "missing": [k for k in own if k not in state],
+        "unexpected": [k for k in state if k not in own],
+        "mismatched": [k for k in state if k in own and own[k].shape != state[k].shape],
+    }
+    if not matched:
+        raise CheckpointError(f"{path}: no weight matches this model (another architecture?)")
+    model.load_state_dict({k: state[k] for k in matched}, strict=False)
+    return report

@@ -1,0 +1,79 @@
+"""`ldnet test`: predict a split with a checkpoint, write predictions and metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ldnet.config import ExperimentConfig
+from ldnet.models import build_model
+
+from .checkpoint import check_compatible, load_checkpoint, model_state
+from .data import codec_of, test_dataset
+from .inference import evaluate_predictions, predict_dataset
+from .runs import write_json_atomic
+
+
+def load_model_for_test(config: ExperimentConfig, weights: Path, num_joints: int, device):
+    state = load_checkpoint(weights)
+    check_compatible(state, config.model.name, num_joints, str(weights))
+    model = build_model(config.model.name, num_joints)
+    try:
+        model.load_state_dict(model_state(state))
+    except RuntimeError as error:
+        from .checkpoint import CheckpointError
+
+        first = str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{weights}: weights do not fit model {config.model.name!r} with "
+            f"{num_joints} joints ({first})"
+        ) from None
+    model.to(device).eval()
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def test(
+    config: ExperimentConfig,
+    weights: Path,
+    run_dir: Path,
+    split: str | None = None,
+    detections: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dataset = test_dataset(config, split, detections)
+    model = load_model_for_test(config, weights, dataset.keypoint_set.num_joints, target)
+    predictions = predict_dataset(
+        model,
+        dataset,
+        codec_of(config),
+        flip=config.test.flip,
+        batch_size=config.test.batch_size,
+        device=target,
+        workers=min(config.data.workers, 2),
+        progress=progress,
+    )
+    mpii_gt = Path(config.data.root) / "annot" / "gt_valid.mat"
+    metrics, output = evaluate_predictions(
+        predictions,
+        config.data.dataset,
+        dataset.keypoint_set,
+        dataset.annotations.annotation_file,
+        in_vis_threshold=config.test.in_vis_threshold,
+        oks_nms_threshold=config.test.oks_nms_threshold,
+        mpii_gt_file=mpii_gt,
+    )
+    from ldnet import evaluation
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config.data.dataset == "mpii":
+        evaluation.write_mpii_pred_mat(run_dir / "pred.mat", output[..., :2])
+    else:
+        evaluation.write_coco_results(run_dir / "results.json", output)
+    if metrics:
+        write_json_atomic(run_dir / "metrics.json", evaluation.metrics_to_json(metrics))
+    return metrics

@@ -1,0 +1,274 @@
+"""`ldnet train`: the training loop, top to bottom.
+
+build data -> build model -> (resume) -> loop over epochs: train, validate, checkpoint.
+Checkpoints are written atomically (``last.pt`` every epoch, ``best.pt`` on a new best), so a
+killed run resumes from ``last.pt`` with no corrupt file; a non-finite loss stops the run
+before anything is saved from the bad step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from ldnet.config import ExperimentConfig, config_to_dict, save_config
+from ldnet.data.dataset import worker_init_fn
+from ldnet.models import build_model, set_attention_temperature
+
+from . import distributed
+from .checkpoint import (
+    CheckpointError,
+    atomic_save,
+    check_compatible,
+    load_checkpoint,
+    load_initial_weights,
+)
+from .data import codec_of, test_dataset, train_dataset
+from .inference import evaluate_predictions, predict_dataset
+from .logs import RunLog
+from .loss import supervised_loss
+from .runs import write_json_atomic
+
+# The metric that decides the `best` checkpoint.
+MAIN_METRIC = {"coco": "AP", "crowdpose": "AP", "mpii": "Mean"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def checkpoint_payload(config, model, optimizer, scheduler, scaler, epoch, iteration, best):
+    module = model.module if isinstance(model, DistributedDataParallel) else model
+    return {
+        "format": "ldnet-checkpoint-1",
+        "model": {
+            "name": config.model.name,
+            "num_joints": module.spec.num_joints,
+            "dataset": config.data.dataset,
+            "input_size": list(config.data.input_size),
+        },
+        "state_dict": module.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,  # epochs completed
+        "iteration": iteration,
+        "best": best,
+        "config": config_to_dict(config),
+    }
+
+
+def _lr_at(config: ExperimentConfig, base_lr: float, iteration: int) -> float:
+    if config.train.warmup_iters and iteration < config.train.warmup_iters:
+        return base_lr * (iteration + 1) / config.train.warmup_iters
+    return base_lr
+
+
+def _temperature(config: ExperimentConfig, epoch: int) -> float:
+    epochs = config.train.temperature_epochs
+    if epochs <= 0 or epoch >= epochs:
+        return 1.0
+    return config.train.temperature_start + (1.0 - config.train.temperature_start) * epoch / epochs
+
+
+def validate(config, model, device, progress=True) -> tuple[dict[str, float], object]:
+    dataset = test_dataset(config)
+    module = model.module if isinstance(model, DistributedDataParallel) else model
+    predictions = predict_dataset(
+        module,
+        dataset,
+        codec_of(config),
+        flip=config.test.flip,
+        batch_size=config.test.batch_size,
+        device=device,
+        workers=min(config.data.workers, 2),
+        progress=progress,
+    )
+    mpii_gt = Path(config.data.root) / "annot" / "gt_valid.mat"
+    return evaluate_predictions(
+        predictions,
+        config.data.dataset,
+        dataset.keypoint_set,
+        dataset.annotations.annotation_file,
+        in_vis_threshold=config.test.in_vis_threshold,
+        oks_nms_threshold=config.test.oks_nms_threshold,
+        mpii_gt_file=mpii_gt,
+    )
+
+
+def train(
+    config: ExperimentConfig,
+    run_dir: Path,
+    resume: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train; returns the last validation metrics (empty if validation never ran)."""
+    info = distributed.init_distributed(device)
+    torch.manual_seed(config.train.seed)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+
+    # Data
+    dataset = train_dataset(config, seed=config.train.seed + 1000 * info.rank)
+    if info.distributed:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=config.train.seed)
+    else:
+        generator = torch.Generator().manual_seed(config.train.seed)
+        sampler = RandomSampler(dataset, generator=generator)
+    loader = DataLoader(
+        dataset,
+        batch_size=config.train.batch_size,
+        sampler=sampler,
+        num_workers=config.data.workers,
+        worker_init_fn=worker_init_fn,
+        pin_memory=info.device.type == "cuda",
+        drop_last=len(dataset) >= config.train.batch_size * info.world_size,
+        persistent_workers=config.data.workers > 0,
+    )
+
+    # Model, optimiser, schedule
+    model = build_model(config.model.name, dataset.keypoint_set.num_joints)
+    if config.model.init_weights and not resume:
+        report = load_initial_weights(model, config.model.init_weights)
+        if info.is_main:
+            print(
+                f"initial weights {config.model.init_weights}: {len(report['matched'])} matched, "
+                f"{len(report['missing'])} missing, {len(report['unexpected'])} unexpected, "
+                f"{len(report['mismatched'])} shape-mismatched"
+            )
+    model.to(info.device)
+    if info.device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    if config.train.sync_bn and info.distributed:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if info.distributed:
+        device_ids = [info.local_rank] if info.device.type == "cuda" else None
+        model = DistributedDataParallel(model, device_ids=device_ids)
+    optimizer_class = torch.optim.AdamW if config.train.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_class(
+        model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=config.train.lr_steps, gamma=config.train.lr_factor
+    )
+    use_amp = config.train.amp and info.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    # Resume
+    start_epoch, iteration, best = 0, 0, -math.inf
+    if resume:
+        state = load_checkpoint(resume)
+        check_compatible(state, config.model.name, dataset.keypoint_set.num_joints, str(resume))
+        module = model.module if info.distributed else model
+        module.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, iteration, best = state["epoch"], state["iteration"], state["best"]
+        if info.is_main:
+            print(f"resumed from {resume} after epoch {start_epoch}")
+
+    log = RunLog(run_dir) if info.is_main else None
+    main_metric = MAIN_METRIC[config.data.dataset]
+    metrics: dict[str, float] = {}
+    per_epoch = len(loader)
+    if config.train.max_iters_per_epoch:
+        per_epoch = min(per_epoch, config.train.max_iters_per_epoch)
+    try:
+        for epoch in range(start_epoch, config.train.epochs):
+            if info.distributed:
+                sampler.set_epoch(epoch)
+            set_attention_temperature(model, _temperature(config, epoch))
+            model.train()
+            bar = tqdm(
+                total=per_epoch,
+                desc=f"epoch {epoch + 1}/{config.train.epochs}",
+                disable=not (progress and info.is_main),
+                leave=False,
+            )
+            started, seen = time.perf_counter(), 0
+            for step, (images, target, weight, _) in enumerate(loader):
+                if step >= per_epoch:
+                    break
+                lr = _lr_at(config, scheduler.get_last_lr()[0], iteration)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                images = images.to(info.device, non_blocking=True)
+                if info.device.type == "cpu":
+                    images = images.contiguous(memory_format=torch.channels_last)
+                target = target.to(info.device, non_blocking=True)
+                weight = weight.to(info.device, non_blocking=True)
+                with torch.autocast(info.device.type, enabled=use_amp):
+                    outputs = model(images, all_outputs=True)
+                loss = supervised_loss(
+                    outputs, target, weight, config.train.intermediate_loss_weight
+                )
+                mean_loss = distributed.all_reduce_mean(loss.detach(), info)
+                if not torch.isfinite(mean_loss):
+                    raise TrainingDiverged(
+                        f"loss is {mean_loss.item()} at epoch {epoch + 1}, iteration "
+                        f"{iteration}; stopped, the last good checkpoint is "
+                        f"{run_dir / 'last.pt'}"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                iteration += 1
+                seen += len(images) * info.world_size
+                rate = seen / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(loss=f"{mean_loss.item():.3g}", lr=f"{lr:.2g}", sps=f"{rate:.1f}")
+                bar.update(1)
+                if log and (iteration % config.train.log_every == 0 or step == 0):
+                    log.train_step(epoch + 1, iteration, mean_loss.item(), lr, rate)
+            bar.close()
+            scheduler.step()
+
+            completed = epoch + 1
+            if completed % config.train.val_every == 0 or completed == config.train.epochs:
+                if info.is_main:
+                    metrics, _ = validate(config, model, info.device, progress)
+                    if log and main_metric in metrics:
+                        log.validation(completed, iteration, metrics, main_metric)
+                    if metrics:
+                        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                        print(f"epoch {completed}: {summary}")
+            if info.is_main:
+                payload_best = best
+                improved = metrics.get(main_metric, -math.inf) > best
+                if improved:
+                    payload_best = metrics[main_metric]
+                payload = checkpoint_payload(
+                    config, model, optimizer, scheduler, scaler, completed, iteration, payload_best
+                )
+                atomic_save(payload, run_dir / "last.pt")
+                if improved:
+                    atomic_save(payload, run_dir / "best.pt")
+                    best = payload_best
+                if metrics:
+                    write_json_atomic(run_dir / "metrics.json", metrics)
+                metrics = {}
+            distributed.barrier(info)
+    finally:
+        if log:
+            log.close()
+        distributed.cleanup(info)
+    return _read_metrics(run_dir)
+
+
+def _read_metrics(run_dir: Path) -> dict:
+    import json
+
+    path = run_dir / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+__all__ = ["CheckpointError", "TrainingDiverged", "train", "validate"]
