@@ -233,14 +233,14 @@ def train(
             scheduler.step()
 
             completed = epoch + 1
-            if completed % config.train.val_every == 0 or completed == config.train.epochs:
-                if info.is_main:
-                    metrics, _ = validate(config, model, info.device, progress)
-                    if log and main_metric in metrics:
-                        log.validation(completed, iteration, metrics, main_metric)
-                    if metrics:
-                        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                        print(f"epoch {completed}: {summary}")
+            due = completed % config.train.val_every == 0 or completed == config.train.epochs
+            if due and info.is_main:
+                metrics, _ = validate(config, model, info.device, progress)
+                if log and main_metric in metrics:
+                    log.validation(completed, iteration, metrics, main_metric)
+                if metrics:
+                    summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                    print(f"epoch {completed}: {summary}")
             if info.is_main:
                 payload_best = best
                 improved = metrics.get(main_metric, -math.inf) > best
