@@ -6,6 +6,7 @@ message naming the key (``train.lr: expected a number, got 'fast'``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -44,7 +45,7 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 210
     batch_size: int = 32  # per process (per GPU)
-    optimizer: str = "adam"  # adam | adamw
+    optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9)
     lr: float = 1e-3
     lr_steps: list[int] = field(default_factory=lambda: [170, 200])
     lr_factor: float = 0.1
@@ -87,7 +88,7 @@ class ExperimentConfig:
 
 CHOICES = {
     "data.dataset": ("coco", "mpii", "crowdpose"),
-    "train.optimizer": ("adam", "adamw"),
+    "train.optimizer": ("adam", "adamw", "sgd"),
     "test.decoder": ("dark", "msra"),
 }
 
@@ -125,6 +126,10 @@ def _convert(value, kind, key: str):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if kind is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "5e-4" (no dot) as a string; accept what float() accepts.
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

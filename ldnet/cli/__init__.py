@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "ldnet.cli.train",
     "ldnet.cli.test",
     "ldnet.cli.plot",
+    "ldnet.cli.demo",
 )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ldnet.config import ExperimentConfig, config_to_dict, save_config
@@ -34,6 +34,7 @@ from .inference import evaluate_predictions, predict_dataset
 from .logs import RunLog
 from .loss import supervised_loss
 from .runs import write_json_atomic
+from .sync_bn import convert_to_cpu_sync_batchnorm
 
 # The metric that decides the `best` checkpoint.
 MAIN_METRIC = {"coco": "AP", "crowdpose": "AP", "mpii": "Mean"}
@@ -62,6 +63,16 @@ def checkpoint_payload(config, model, optimizer, scheduler, scaler, epoch, itera
         "best": best,
         "config": config_to_dict(config),
     }
+
+
+def build_optimizer(config: ExperimentConfig, parameters) -> torch.optim.Optimizer:
+    train = config.train
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters, lr=train.lr, momentum=0.9, weight_decay=train.weight_decay
+        )
+    optimizer_class = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(parameters, lr=train.lr, weight_decay=train.weight_decay)
 
 
 def _lr_at(config: ExperimentConfig, base_lr: float, iteration: int) -> float:
@@ -118,11 +129,11 @@ def train(
 
     # Data
     dataset = train_dataset(config, seed=config.train.seed + 1000 * info.rank)
-    if info.distributed:
-        sampler = DistributedSampler(dataset, shuffle=True, seed=config.train.seed)
-    else:
-        generator = torch.Generator().manual_seed(config.train.seed)
-        sampler = RandomSampler(dataset, generator=generator)
+    # One sampler for one or many processes: the same seed gives the same permutation, so a
+    # run on N processes sees the same global batches as a run on one.
+    sampler = DistributedSampler(
+        dataset, info.world_size, info.rank, shuffle=True, seed=config.train.seed
+    )
     loader = DataLoader(
         dataset,
         batch_size=config.train.batch_size,
@@ -148,14 +159,14 @@ def train(
     if info.device.type == "cpu":
         model.to(memory_format=torch.channels_last)
     if config.train.sync_bn and info.distributed:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if info.device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            model = convert_to_cpu_sync_batchnorm(model)
     if info.distributed:
         device_ids = [info.local_rank] if info.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=device_ids)
-    optimizer_class = torch.optim.AdamW if config.train.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_class(
-        model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
-    )
+    optimizer = build_optimizer(config, model.parameters())
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=config.train.lr_steps, gamma=config.train.lr_factor
     )
@@ -184,8 +195,7 @@ def train(
         per_epoch = min(per_epoch, config.train.max_iters_per_epoch)
     try:
         for epoch in range(start_epoch, config.train.epochs):
-            if info.distributed:
-                sampler.set_epoch(epoch)
+            sampler.set_epoch(epoch)
             set_attention_temperature(model, _temperature(config, epoch))
             model.train()
             bar = tqdm(

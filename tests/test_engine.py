@@ -1,0 +1,344 @@
+"""Training engine: configs, checkpoints, DDP equivalence, kill-and-resume, NaN stop."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ldnet.config import ConfigError, config_from_dict, load_config
+from ldnet.engine.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    check_compatible,
+    load_checkpoint,
+    load_initial_weights,
+)
+from ldnet.models import build_model
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+COCO_MINI = SHARED / "coco-mini"
+
+
+def tiny_config(tmp_path: Path, **train) -> Path:
+    """A real training config on COCO-MINI train2017, small enough for CI."""
+    values = {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "runs"),
+        "model": {"name": "ldnet"},
+        "data": {
+            "dataset": "coco",
+            "root": str(COCO_MINI),
+            "train_split": "train2017",
+            "val_split": "val2017",
+            "input_size": [64, 64],
+            "workers": 0,
+            # No random augmentation: a sample is the same whichever process draws it.
+            "augment": {
+                "scale_factor": 0.0,
+                "rotation_prob": 0.0,
+                "flip_prob": 0.0,
+                "half_body_prob": 0.0,
+            },
+        },
+        "train": {"epochs": 1, "batch_size": 4, "log_every": 1, "val_every": 100, **train},
+        "test": {"batch_size": 16},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def run_ldnet(*args, env=None, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "ldnet.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
+
+
+def logged_losses(run_dir: Path) -> list[float]:
+    with (run_dir / "log.csv").open() as file:
+        return [float(row["loss"]) for row in csv.DictReader(file) if row["loss"]]
+
+
+# -- configs --------------------------------------------------------------------------------
+
+
+def test_shipped_configs_load():
+    configs = sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
+    assert len(configs) >= 8
+    for path in configs:
+        config = load_config(path)
+        assert config.train.lr > 0
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"train": {"lr_rate": 1}}, "unknown key 'train.lr_rate'"),
+        ({"train": {"lr": "fast"}}, "train.lr: expected a number, got 'fast'"),
+        ({"train": {"epochs": 1.5}}, "train.epochs: expected an integer, got 1.5"),
+        ({"data": {"dataset": "lsp"}}, "data.dataset: 'lsp' is not one of coco, mpii"),
+        ({"data": {"input_size": [250, 192]}}, "data.input_size: expected [height, width]"),
+        ({"model": {"name": "vgg"}}, "model.name: unknown model 'vgg'"),
+        ({"test": {"flip": "yes"}}, "test.flip: expected true or false, got 'yes'"),
+    ],
+)
+def test_bad_config_names_the_key(values, message):
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(values)
+    assert message in str(error.value)
+
+
+def test_overrides_are_typed():
+    config = config_from_dict({}, ["train.lr=5e-4", "data.input_size=[384,288]", "test.flip=false"])
+    assert config.train.lr == 5e-4 and config.data.input_size == [384, 288]
+    assert config.test.flip is False
+    with pytest.raises(ConfigError, match="expected key=value"):
+        config_from_dict({}, ["train.lr"])
+
+
+def test_cli_reports_bad_config_and_missing_root(tmp_path):
+    path = tiny_config(tmp_path)
+    result = run_ldnet("train", str(path), "train.momentum=0.9")
+    assert result.returncode == 2
+    assert "unknown key 'train.momentum'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = run_ldnet("train", str(path), f"data.root={tmp_path / 'nowhere'}")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert not list((tmp_path / "runs").glob("*/last.pt"))
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_is_weights_only(tmp_path):
+    model = build_model("ldnet_no_krm", 17)
+    payload = {
+        "model": {"name": "ldnet_no_krm", "num_joints": 17},
+        "state_dict": model.state_dict(),
+    }
+    path = atomic_save(payload, tmp_path / "last.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    loaded = torch.load(path, weights_only=True)
+    assert torch.equal(loaded["state_dict"]["head.final.weight"], model.head.final.weight)
+    check_compatible(loaded, "ldnet_no_krm", 17, "last.pt")
+    with pytest.raises(CheckpointError, match="for model 'ldnet_no_krm', not 'hrnet_w32'"):
+        check_compatible(loaded, "hrnet_w32", 17, "last.pt")
+    with pytest.raises(CheckpointError, match="for 17 joints, not 16"):
+        check_compatible(loaded, "ldnet_no_krm", 16, "last.pt")
+
+
+def test_unsafe_or_corrupt_checkpoints_are_refused(tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "x": Exploit()}, evil)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(evil)
+    assert not (tmp_path / "pwned").exists()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(broken)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_initial_weights_report(tmp_path):
+    source = build_model("ldnet", 16)
+    atomic_save({"state_dict": source.state_dict()}, tmp_path / "mpii.pt")
+    target = build_model("ldnet", 17)
+    report = load_initial_weights(target, tmp_path / "mpii.pt")
+    # Everything but the joint-count-dependent layers of the KRM transfers.
+    assert set(report["mismatched"]) == {
+        "head.intermediate.weight",
+        "head.intermediate.bias",
+        "head.heatmap_embed.0.weight",
+        "head.final.weight",
+        "head.final.bias",
+    }
+    assert report["missing"] == [] and report["unexpected"] == []
+    assert torch.equal(target.stem.conv1[0].weight, source.stem.conv1[0].weight)
+    atomic_save({"state_dict": build_model("hrnet_w32").state_dict()}, tmp_path / "hr.pt")
+    with pytest.raises(CheckpointError, match="no weight matches"):
+        load_initial_weights(torch.nn.Linear(2, 2), tmp_path / "hr.pt")
+
+
+# -- training runs --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_process(tmp_path):
+    """Same global batch (2 x 2 vs 1 x 4), same permutation, BatchNorm statistics over the
+    global batch (train.sync_bn, gloo): the same losses. The first loss agrees to 1e-6;
+    later ones to 1e-3 relative (2e-4 measured): float32 sums in another order, amplified by
+    BatchNorm over 2x2 maps at 1/32 of a 64x64 input (in float64 the gradients agree to
+    1e-13, see test_ddp_gradients_equal_single_process_in_float64). Without sync_bn each
+    process normalises its half batch on its own and the first loss already differs by ~2 %.
+    SGD, not Adam: Adam's first step moves every weight by about lr x sign(gradient), so a
+    gradient that is float noise around zero (a bias before a BatchNorm) moves one way in one
+    run and the other way in the other.
+    """
+    config = tiny_config(tmp_path, max_iters_per_epoch=3, sync_bn=True, optimizer="sgd", lr=1e-3)
+    single = run_ldnet(
+        "train", str(config), "train.batch_size=4", "--run-dir", str(tmp_path / "one"), "--quiet"
+    )
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "ldnet.cli",
+            "train",
+            str(config),
+            "train.batch_size=2",
+            "--run-dir",
+            str(tmp_path / "two"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    one, two = logged_losses(tmp_path / "one"), logged_losses(tmp_path / "two")
+    assert len(one) == len(two) == 3
+    assert two[0] == pytest.approx(one[0], rel=1e-5)
+    for a, b in zip(one, two, strict=True):
+        assert b == pytest.approx(a, rel=1e-3)
+    # ...and the check can fail: a different data order gives clearly different losses.
+    other = run_ldnet(
+        "train",
+        str(config),
+        "train.batch_size=4",
+        "train.seed=7",
+        "--run-dir",
+        str(tmp_path / "seed7"),
+        "--quiet",
+    )
+    assert other.returncode == 0
+    assert logged_losses(tmp_path / "seed7")[0] != pytest.approx(one[0], rel=0.02)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume(tmp_path):
+    config = tiny_config(tmp_path, epochs=3, max_iters_per_epoch=6, batch_size=2)
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "ldnet.cli",
+        "train",
+        str(config),
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.time() + 300
+    # Wait until epoch 1 is checkpointed and epoch 2 is under way, then kill without warning.
+    while time.time() < deadline:
+        if (run_dir / "last.pt").exists() and any(
+            row.startswith("2,") for row in (run_dir / "log.csv").read_text().splitlines()
+        ):
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    state = torch.load(run_dir / "last.pt", weights_only=True)
+    assert state["epoch"] == 1
+    resumed = run_ldnet("train", str(config), "--run-dir", str(run_dir), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from {run_dir / 'last.pt'} after epoch 1" in resumed.stdout
+    final = load_checkpoint(run_dir / "last.pt")
+    assert final["epoch"] == 3 and final["iteration"] == 18
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    # Epoch 1 trains normally; from epoch 2 the step schedule multiplies the lr by 1e30,
+    # which blows the weights up and the loss becomes NaN/inf.
+    config = tiny_config(tmp_path, epochs=3, max_iters_per_epoch=3, lr_steps=[1], lr_factor=1e30)
+    run_dir = tmp_path / "run"
+    result = run_ldnet("train", str(config), "--run-dir", str(run_dir), "--quiet")
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert "loss is" in message and "at epoch 2" in message and "last good checkpoint" in message
+    assert "Traceback" not in result.stderr
+    state = load_checkpoint(run_dir / "last.pt")
+    assert state["epoch"] == 1
+    assert all(
+        torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point()
+    )
+
+
+def _ddp_gradients(rank: int, init_file: str, out_file: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from ldnet.engine.sync_bn import convert_to_cpu_sync_batchnorm
+
+    torch.set_default_dtype(torch.float64)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    images, target = _gradient_batch()
+    torch.manual_seed(1)
+    model = DistributedDataParallel(convert_to_cpu_sync_batchnorm(build_model("ldnet")))
+    half = [rank, rank + 2]  # rank r gets samples r and r + 2, as DistributedSampler would
+    ((model(images[half]) - target[half]) ** 2).mean().backward()
+    if rank == 0:
+        torch.save({n: p.grad for n, p in model.module.named_parameters()}, out_file)
+    dist.destroy_process_group()
+
+
+def _gradient_batch():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(4, 3, 32, 32, generator=generator, dtype=torch.float64)
+    target = torch.rand(4, 17, 8, 8, generator=generator, dtype=torch.float64)
+    return images, target
+
+
+@pytest.mark.slow
+def test_ddp_gradients_equal_single_process_in_float64(tmp_path):
+    """DDP over 2 CPU processes with synchronised BatchNorm computes the gradient of the
+    global batch exactly (float64 removes float32's rounding differences)."""
+    import torch.multiprocessing as mp
+
+    out_file = tmp_path / "ddp.pt"
+    mp.spawn(_ddp_gradients, args=(str(tmp_path / "init"), str(out_file)), nprocs=2)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        images, target = _gradient_batch()
+        torch.manual_seed(1)
+        model = build_model("ldnet")
+        ((model(images) - target) ** 2).mean().backward()
+    finally:
+        torch.set_default_dtype(default)
+    ddp = torch.load(out_file, weights_only=True)
+    scale = max(p.grad.abs().max() for p in model.parameters())
+    for name, parameter in model.named_parameters():
+        assert (ddp[name] - parameter.grad).abs().max() <= 1e-9 * scale, name
