@@ -99,6 +99,57 @@ def benchmark_forward(
     return results
 
 
+def benchmark_training(
+    models: Sequence[str],
+    batch: int = 16,
+    input_size: tuple[int, int] = (256, 192),
+    num_joints: int = 17,
+    repeats: int = 5,
+    steps_per_repeat: int = 2,
+    on_round: Callable[[int], None] | None = None,
+) -> list[BenchResult]:
+    """Training samples/s: forward (all supervised outputs), heatmap loss, backward, Adam
+    step, channels-last, on random tensors (the data pipeline is `ldnet bench data`)."""
+    from .engine.loss import supervised_loss
+
+    torch.manual_seed(0)
+    height, width = input_size
+    images = torch.randn(batch, 3, height, width).contiguous(memory_format=torch.channels_last)
+    target = torch.rand(batch, num_joints, height // 4, width // 4)
+    weight = torch.ones(batch, num_joints)
+    steps = {}
+    for name in models:
+        model = build_model(name, num_joints).train().to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def step(model=model, optimizer=optimizer):
+            loss = supervised_loss(model(images, all_outputs=True), target, weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        step()  # warm-up
+        steps[name] = step
+    seconds: dict[str, list[float]] = {name: [] for name in models}
+    for round_index in range(repeats):
+        for name in models:
+            seconds[name].append(_time_calls(steps[name], steps_per_repeat))
+        if on_round is not None:
+            on_round(round_index)
+    return [
+        BenchResult(
+            name,
+            batch,
+            batch / statistics.median(seconds[name]),
+            statistics.median(seconds[name]) * 1e3,
+            repeats,
+            steps_per_repeat,
+            backend="pytorch-train",
+        )
+        for name in models
+    ]
+
+
 def speedups(results: Sequence[BenchResult], reference: str) -> dict[tuple[str, int], float]:
     """images/s of each case divided by the reference model's at the same batch."""
     base = {r.batch: r.images_per_s for r in results if r.model == reference}

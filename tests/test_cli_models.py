@@ -77,3 +77,12 @@ def test_bench_unknown_model_is_one_line():
     assert code == 2
     assert "unknown model 'yolo'; choose from ldnet" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_bench_training_rows(capsys):
+    args = ["bench", "--train", "--batch", "2", "--repeats", "1", "--json", "--input", "64x64"]
+    assert main([*args, "--models", "ldnet", "hrnet_w32"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in rows] == ["ldnet", "hrnet_w32"]
+    assert all(r["backend"] == "pytorch-train" and r["images_per_s"] > 0 for r in rows)
+    assert rows[1]["speedup_vs_hrnet_w32"] == 1.0

@@ -47,6 +47,12 @@ def register(subparsers) -> None:
         "--nchw", action="store_true", help="contiguous NCHW memory instead of channels-last"
     )
     parser.add_argument("--reference", default="hrnet_w32", help="ratio denominator")
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="time training steps (forward, loss, backward, Adam) instead of inference; "
+        "uses the first --batch value",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list of results")
     parser.set_defaults(run=run)
     bench_subparsers = parser.add_subparsers(dest="bench_target", metavar="TARGET")
@@ -60,7 +66,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ldnet.benchmark import benchmark_forward, speedups
+    from ldnet.benchmark import benchmark_forward, benchmark_training, speedups
     from ldnet.models import PRESETS
 
     for name in args.models:
@@ -69,17 +75,27 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tqdm(total=args.repeats, desc="bench rounds", disable=args.json, leave=False) as bar:
-        results = benchmark_forward(
-            args.models,
-            args.batch,
-            args.input,
-            args.joints,
-            repeats=args.repeats,
-            min_repeat_s=args.min_repeat_s,
-            fuse=not args.no_fuse,
-            channels_last=not args.nchw,
-            on_round=lambda _: bar.update(1),
-        )
+        if args.train:
+            results = benchmark_training(
+                args.models,
+                args.batch[0],
+                args.input,
+                args.joints,
+                repeats=args.repeats,
+                on_round=lambda _: bar.update(1),
+            )
+        else:
+            results = benchmark_forward(
+                args.models,
+                args.batch,
+                args.input,
+                args.joints,
+                repeats=args.repeats,
+                min_repeat_s=args.min_repeat_s,
+                fuse=not args.no_fuse,
+                channels_last=not args.nchw,
+                on_round=lambda _: bar.update(1),
+            )
     ratios = speedups(results, args.reference) if args.reference in args.models else {}
     if args.json:
         rows = []
@@ -91,10 +107,16 @@ def run(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     height, width = args.input
+    if args.train:
+        mode = "training steps (forward, loss, backward, Adam), channels-last"
+    else:
+        mode = (
+            f"inference, {'BN folded' if not args.no_fuse else 'BN unfolded'}, "
+            f"{'NCHW' if args.nchw else 'channels-last'}"
+        )
     print(
-        f"input {height}x{width}, {torch.get_num_threads()} threads, "
-        f"{'BN folded' if not args.no_fuse else 'BN unfolded'}, "
-        f"{'NCHW' if args.nchw else 'channels-last'}, median of {args.repeats} rounds"
+        f"input {height}x{width}, {torch.get_num_threads()} threads, {mode}, "
+        f"median of {args.repeats} rounds"
     )
     header = f"{'model':<18} {'batch':>5} {'images/s':>9} {'ms/batch':>9}"
     if ratios:
