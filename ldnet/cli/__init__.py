@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "ldnet.cli.bench",
     "ldnet.cli.evaluate",
     "ldnet.cli.data",
+    "ldnet.cli.synth",
     "ldnet.cli.train",
     "ldnet.cli.test",
     "ldnet.cli.plot",
