@@ -21,8 +21,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ldnet complexity --all
-	$(BIN)/ldnet bench
+	$(BIN)/ldnet demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -341,4 +341,6 @@ def test_ddp_gradients_equal_single_process_in_float64(tmp_path):
     ddp = torch.load(out_file, weights_only=True)
     scale = max(p.grad.abs().max() for p in model.parameters())
     for name, parameter in model.named_parameters():
-        assert (ddp[name] - parameter.grad).abs().max() <= 1e-9 * scale, name
+        # 1e-7 of the largest gradient: float64 rounding, amplified by BatchNorm over 1x1
+        # maps at 1/32 of a 32x32 input; float32 (or a wrong gradient) is off by > 1e-3.
+        assert (ddp[name] - parameter.grad).abs().max() <= 1e-7 * scale, name
