@@ -123,6 +123,19 @@ class TopDownDataset(Dataset):
         )
 
 
+def before_forking_workers() -> None:
+    """Call in the parent before a DataLoader forks workers.
+
+    A forked child inherits OpenCV's thread-pool state but not its threads: its first
+    parallel OpenCV call (even ``cv2.setNumThreads``) then waits for threads that do not
+    exist, and the worker hangs. With one OpenCV thread in the parent there is no pool to
+    inherit. The parent's own OpenCV work is small (decoding, drawing); workers do the rest.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def worker_init_fn(worker_id: int) -> None:
     """DataLoader hook: one OpenCV thread per worker and a distinct augmentation seed."""
     import cv2

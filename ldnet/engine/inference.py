@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ldnet.data.codecs import MSRAHeatmap, flip_back
-from ldnet.data.dataset import TopDownDataset, worker_init_fn
+from ldnet.data.dataset import TopDownDataset, before_forking_workers, worker_init_fn
 from ldnet.data.keypoints import KeypointSet
 from ldnet.data.transforms import input_to_image
 
@@ -73,6 +73,8 @@ def predict_dataset(
     progress: bool = True,
 ) -> list[PersonPrediction]:
     """Predict every person record of a (non-augmented) dataset."""
+    if workers > 0:
+        before_forking_workers()
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ldnet.config import ExperimentConfig, config_to_dict, save_config
-from ldnet.data.dataset import worker_init_fn
+from ldnet.data.dataset import before_forking_workers, worker_init_fn
 from ldnet.models import build_model, set_attention_temperature
 
 from . import distributed
@@ -134,6 +134,8 @@ def train(
     sampler = DistributedSampler(
         dataset, info.world_size, info.rank, shuffle=True, seed=config.train.seed
     )
+    if config.data.workers > 0:
+        before_forking_workers()
     loader = DataLoader(
         dataset,
         batch_size=config.train.batch_size,
