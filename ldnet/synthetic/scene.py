@@ -26,6 +26,10 @@ class SceneConfig:
     image_size: tuple[int, int] = (320, 240)  # (width, height)
     people: tuple[int, int] = (1, 4)  # inclusive range of people per image
     height_px: tuple[float, float] = (60.0, 220.0)  # standing height range
+    # Close-ups: people taller than the frame, cut off by its border, as photographs often
+    # have. Their silhouettes give the COCO "large" area range (> 96^2 px) its members.
+    closeup_fraction: float = 0.12
+    closeup_height_px: tuple[float, float] = (220.0, 340.0)
     # A person's box may reach this fraction of its size past the image border (truncation).
     truncation: float = 0.3
     # Placements overlapping an earlier person's box more than this are redrawn: partial
@@ -87,7 +91,8 @@ def sample_placement(rng, config: SceneConfig, body) -> tuple[PlacedBody, np.nda
     """Size, tilt and position; the box centre is drawn so that the box stays within the
     image enlarged by ``truncation`` of the box's size on every side."""
     width, height = config.image_size
-    tall = float(rng.uniform(*config.height_px))
+    closeup = rng.random() < config.closeup_fraction
+    tall = float(rng.uniform(*(config.closeup_height_px if closeup else config.height_px)))
     tilted = rng.random() < config.tilted_fraction
     roll = float(rng.uniform(-70, 70) if tilted else np.clip(rng.normal(0, 7), -20, 20))
     at_origin = place(body, Placement(tall, roll, (0.0, 0.0)))
