@@ -198,10 +198,10 @@ def torso_hulls(pb: PlacedBody) -> tuple[np.ndarray, np.ndarray, float]:
         shoulders - 0.012 * pb.upper_frame[:, 1],
         pb.upper_frame,
         prop.shoulder_half_width + 0.02,
-        0.06,
+        0.07,
     )
-    waist = ring(0.3 * shoulders, pb.upper_frame, prop.hip_half_width + 0.012, 0.055)
-    hips = ring(0.035 * pb.lower_frame[:, 1], pb.lower_frame, prop.hip_half_width + 0.035, 0.06)
+    waist = ring(0.3 * shoulders, pb.upper_frame, prop.hip_half_width + 0.012, 0.065)
+    hips = ring(0.035 * pb.lower_frame[:, 1], pb.lower_frame, prop.hip_half_width + 0.035, 0.07)
     origin = points[P["pelvis"]]
 
     def to_px(p):
