@@ -26,19 +26,19 @@ def demo_config(data_root: Path, epochs: int, model: str) -> dict:
         "data": {
             "dataset": "coco",
             "root": str(data_root),
-            "input_size": [128, 96],
-            "sigma": 1.5,
+            "input_size": [96, 64],
+            "sigma": 2.0,
             "workers": 2,
             "augment": {"scale_factor": 0.25, "rotation_factor_deg": 30.0, "half_body_prob": 0.0},
         },
         "train": {
             "epochs": epochs,
-            "batch_size": 32,
-            "lr": 0.003,
+            "batch_size": 8,
+            "lr": 0.002,
             "lr_steps": [int(epochs * 0.7), int(epochs * 0.9)],
             "val_every": epochs,
             "log_every": 10,
-            "warmup_iters": 50,
+            "warmup_iters": 100,
         },
         "test": {"batch_size": 64, "flip": True, "decoder": "dark", "use_gt_boxes": True},
     }
@@ -63,7 +63,7 @@ def run_demo(
     print(f"1/4 generating {num_train} + {num_val} synthetic images in {data_root}")
     generate_dataset(data_root, num_train, num_val, seed=seed)
     config = config_from_dict(demo_config(data_root, epochs, model))
-    print(f"2/4 training {model} for {epochs} epochs on the CPU (input 128x96)")
+    print(f"2/4 training {model} for {epochs} epochs on the CPU (input 96x64)")
     train(config, run_dir / "train", progress=progress)
     print("3/4 testing on the held-out images with the synthetic detector's boxes")
     metrics = test(

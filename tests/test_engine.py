@@ -344,3 +344,14 @@ def test_ddp_gradients_equal_single_process_in_float64(tmp_path):
         # 1e-7 of the largest gradient: float64 rounding, amplified by BatchNorm over 1x1
         # maps at 1/32 of a 32x32 input; float32 (or a wrong gradient) is off by > 1e-3.
         assert (ddp[name] - parameter.grad).abs().max() <= 1e-7 * scale, name
+
+
+def test_learning_rate_schedule():
+    from ldnet.engine.train import learning_rate
+
+    config = config_from_dict({"train": {"lr": 1e-3, "lr_steps": [170, 200], "warmup_iters": 10}})
+    assert learning_rate(config, 0, 0) == pytest.approx(1e-4)
+    assert learning_rate(config, 0, 9) == pytest.approx(1e-3)
+    assert learning_rate(config, 169, 5000) == pytest.approx(1e-3)
+    assert learning_rate(config, 170, 5000) == pytest.approx(1e-4)
+    assert learning_rate(config, 209, 9000) == pytest.approx(1e-5)

@@ -44,7 +44,7 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def checkpoint_payload(config, model, optimizer, scheduler, scaler, epoch, iteration, best):
+def checkpoint_payload(config, model, optimizer, scaler, epoch, iteration, best):
     module = model.module if isinstance(model, DistributedDataParallel) else model
     return {
         "format": "ldnet-checkpoint-1",
@@ -56,7 +56,6 @@ def checkpoint_payload(config, model, optimizer, scheduler, scaler, epoch, itera
         },
         "state_dict": module.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "epoch": epoch,  # epochs completed
         "iteration": iteration,
@@ -75,10 +74,15 @@ def build_optimizer(config: ExperimentConfig, parameters) -> torch.optim.Optimiz
     return optimizer_class(parameters, lr=train.lr, weight_decay=train.weight_decay)
 
 
-def _lr_at(config: ExperimentConfig, base_lr: float, iteration: int) -> float:
-    if config.train.warmup_iters and iteration < config.train.warmup_iters:
-        return base_lr * (iteration + 1) / config.train.warmup_iters
-    return base_lr
+def learning_rate(config: ExperimentConfig, epoch: int, iteration: int) -> float:
+    """Step schedule (x ``lr_factor`` at each epoch of ``lr_steps``) with an optional linear
+    warm-up over the first ``warmup_iters`` iterations. A pure function of the position, so
+    a resumed run continues on the same curve."""
+    train = config.train
+    lr = train.lr * train.lr_factor ** sum(epoch >= step for step in train.lr_steps)
+    if train.warmup_iters and iteration < train.warmup_iters:
+        lr *= (iteration + 1) / train.warmup_iters
+    return lr
 
 
 def _temperature(config: ExperimentConfig, epoch: int) -> float:
@@ -169,9 +173,6 @@ def train(
         device_ids = [info.local_rank] if info.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=device_ids)
     optimizer = build_optimizer(config, model.parameters())
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=config.train.lr_steps, gamma=config.train.lr_factor
-    )
     use_amp = config.train.amp and info.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -183,7 +184,6 @@ def train(
         module = model.module if info.distributed else model
         module.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, iteration, best = state["epoch"], state["iteration"], state["best"]
         if info.is_main:
@@ -210,7 +210,7 @@ def train(
             for step, (images, target, weight, _) in enumerate(loader):
                 if step >= per_epoch:
                     break
-                lr = _lr_at(config, scheduler.get_last_lr()[0], iteration)
+                lr = learning_rate(config, epoch, iteration)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 images = images.to(info.device, non_blocking=True)
@@ -242,7 +242,6 @@ def train(
                 if log and (iteration % config.train.log_every == 0 or step == 0):
                     log.train_step(epoch + 1, iteration, mean_loss.item(), lr, rate)
             bar.close()
-            scheduler.step()
 
             completed = epoch + 1
             due = completed % config.train.val_every == 0 or completed == config.train.epochs
@@ -259,7 +258,7 @@ def train(
                 if improved:
                     payload_best = metrics[main_metric]
                 payload = checkpoint_payload(
-                    config, model, optimizer, scheduler, scaler, completed, iteration, payload_best
+                    config, model, optimizer, scaler, completed, iteration, payload_best
                 )
                 atomic_save(payload, run_dir / "last.pt")
                 if improved:
