@@ -11,12 +11,23 @@ from torch import nn
 from .blocks import LDBlock, conv_bn
 
 
+def init_heatmap_layer(conv: nn.Conv2d) -> nn.Conv2d:
+    """Near-zero start for a layer that outputs heatmaps (HRNet: N(0, 0.001), bias 0).
+
+    The targets are almost everywhere 0: starting there skips the first phase of training,
+    in which a default-initialised head only learns to stop predicting noise.
+    """
+    nn.init.normal_(conv.weight, std=0.001)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
 class SimpleHead(nn.Module):
     """HRNet's head: a 1x1 convolution (with bias) on the 1/4-resolution branch."""
 
     def __init__(self, in_widths: Sequence[int], num_joints: int):
         super().__init__()
-        self.final = nn.Conv2d(in_widths[0], num_joints, 1)
+        self.final = init_heatmap_layer(nn.Conv2d(in_widths[0], num_joints, 1))
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         return [self.final(xs[0])]
@@ -43,7 +54,7 @@ class KeypointRefinementModule(nn.Module):
         super().__init__()
         self.semantic = nn.ModuleList(conv_bn(w, width, 1, relu=False) for w in in_widths[1:])
         self.fuse = conv_bn(in_widths[0] + width, width, 1)
-        self.intermediate = nn.Conv2d(width, num_joints, 1)
+        self.intermediate = init_heatmap_layer(nn.Conv2d(width, num_joints, 1))
         self.heatmap_embed = conv_bn(num_joints, width, 1, relu=False)
         self.refine = nn.Sequential(
             *[
@@ -51,7 +62,7 @@ class KeypointRefinementModule(nn.Module):
                 for _ in range(num_blocks)
             ]
         )
-        self.final = nn.Conv2d(width, num_joints, 1)
+        self.final = init_heatmap_layer(nn.Conv2d(width, num_joints, 1))
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         spatial = xs[0]
