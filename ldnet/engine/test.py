@@ -35,6 +35,30 @@ def load_model_for_test(config: ExperimentConfig, weights: Path, num_joints: int
     return model
 
 
+def score_dataset(config: ExperimentConfig, model, dataset, device, progress: bool = True):
+    """Predict every person of ``dataset`` (flip test, decoding) and score the result:
+    (metrics, predictions to write). Shared by validation during training and `ldnet test`."""
+    predictions = predict_dataset(
+        model,
+        dataset,
+        codec_of(config),
+        flip=config.test.flip,
+        batch_size=config.test.batch_size,
+        device=device,
+        workers=min(config.data.workers, 2),
+        progress=progress,
+    )
+    return evaluate_predictions(
+        predictions,
+        config.data.dataset,
+        dataset.keypoint_set,
+        dataset.annotations.annotation_file,
+        in_vis_threshold=config.test.in_vis_threshold,
+        oks_nms_threshold=config.test.oks_nms_threshold,
+        mpii_gt_file=Path(config.data.root) / "annot" / "gt_valid.mat",
+    )
+
+
 def test(
     config: ExperimentConfig,
     weights: Path,
@@ -47,26 +71,7 @@ def test(
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dataset = test_dataset(config, split, detections)
     model = load_model_for_test(config, weights, dataset.keypoint_set.num_joints, target)
-    predictions = predict_dataset(
-        model,
-        dataset,
-        codec_of(config),
-        flip=config.test.flip,
-        batch_size=config.test.batch_size,
-        device=target,
-        workers=min(config.data.workers, 2),
-        progress=progress,
-    )
-    mpii_gt = Path(config.data.root) / "annot" / "gt_valid.mat"
-    metrics, output = evaluate_predictions(
-        predictions,
-        config.data.dataset,
-        dataset.keypoint_set,
-        dataset.annotations.annotation_file,
-        in_vis_threshold=config.test.in_vis_threshold,
-        oks_nms_threshold=config.test.oks_nms_threshold,
-        mpii_gt_file=mpii_gt,
-    )
+    metrics, output = score_dataset(config, model, dataset, target, progress)
     from ldnet import evaluation
 
     run_dir.mkdir(parents=True, exist_ok=True)

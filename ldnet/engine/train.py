@@ -29,12 +29,12 @@ from .checkpoint import (
     load_checkpoint,
     load_initial_weights,
 )
-from .data import codec_of, test_dataset, train_dataset
-from .inference import evaluate_predictions, predict_dataset
+from .data import test_dataset, train_dataset
 from .logs import RunLog
 from .loss import supervised_loss
 from .runs import write_json_atomic
 from .sync_bn import convert_to_cpu_sync_batchnorm
+from .test import score_dataset
 
 # The metric that decides the `best` checkpoint.
 MAIN_METRIC = {"coco": "AP", "crowdpose": "AP", "mpii": "Mean"}
@@ -93,28 +93,8 @@ def _temperature(config: ExperimentConfig, epoch: int) -> float:
 
 
 def validate(config, model, device, progress=True) -> tuple[dict[str, float], object]:
-    dataset = test_dataset(config)
     module = model.module if isinstance(model, DistributedDataParallel) else model
-    predictions = predict_dataset(
-        module,
-        dataset,
-        codec_of(config),
-        flip=config.test.flip,
-        batch_size=config.test.batch_size,
-        device=device,
-        workers=min(config.data.workers, 2),
-        progress=progress,
-    )
-    mpii_gt = Path(config.data.root) / "annot" / "gt_valid.mat"
-    return evaluate_predictions(
-        predictions,
-        config.data.dataset,
-        dataset.keypoint_set,
-        dataset.annotations.annotation_file,
-        in_vis_threshold=config.test.in_vis_threshold,
-        oks_nms_threshold=config.test.oks_nms_threshold,
-        mpii_gt_file=mpii_gt,
-    )
+    return score_dataset(config, module, test_dataset(config), device, progress)
 
 
 def train(
