@@ -26,19 +26,19 @@ def demo_config(data_root: Path, epochs: int, model: str) -> dict:
         "data": {
             "dataset": "coco",
             "root": str(data_root),
-            "input_size": [96, 64],
+            "input_size": [128, 96],
             "sigma": 2.0,
             "workers": 2,
             "augment": {"scale_factor": 0.25, "rotation_factor_deg": 30.0, "half_body_prob": 0.0},
         },
         "train": {
             "epochs": epochs,
-            "batch_size": 8,
+            "batch_size": 16,
             "lr": 0.002,
             "lr_steps": [int(epochs * 0.7), int(epochs * 0.9)],
             "val_every": epochs,
             "log_every": 10,
-            "warmup_iters": 100,
+            "warmup_iters": 50,
         },
         "test": {"batch_size": 64, "flip": True, "decoder": "dark", "use_gt_boxes": True},
     }
@@ -46,8 +46,8 @@ def demo_config(data_root: Path, epochs: int, model: str) -> dict:
 
 def run_demo(
     run_dir: Path,
-    epochs: int = 12,
-    num_train: int = 800,
+    epochs: int = 6,
+    num_train: int = 400,
     num_val: int = 100,
     model: str = "ldnet",
     seed: int = 0,
@@ -63,7 +63,7 @@ def run_demo(
     print(f"1/4 generating {num_train} + {num_val} synthetic images in {data_root}")
     generate_dataset(data_root, num_train, num_val, seed=seed)
     config = config_from_dict(demo_config(data_root, epochs, model))
-    print(f"2/4 training {model} for {epochs} epochs on the CPU (input 96x64)")
+    print(f"2/4 training {model} for {epochs} epochs on the CPU (input 128x96)")
     train(config, run_dir / "train", progress=progress)
     print("3/4 testing on the held-out images with the synthetic detector's boxes")
     metrics = test(

@@ -19,8 +19,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--output", type=Path, default=Path("runs"), help="parent of the run folder"
     )
-    parser.add_argument("--epochs", type=positive_int, default=12)
-    parser.add_argument("--train-images", type=positive_int, default=800)
+    parser.add_argument("--epochs", type=positive_int, default=6)
+    parser.add_argument("--train-images", type=positive_int, default=400)
     parser.add_argument("--val-images", type=positive_int, default=100)
     parser.add_argument("--model", default="ldnet")
     parser.add_argument("--seed", type=int, default=0)
