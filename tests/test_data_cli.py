@@ -6,13 +6,11 @@ import json
 from pathlib import Path
 
 import cv2
-import pytest
 
 from ldnet.cli import main
 from ldnet.data import benchmark
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
 
 
 def test_check_coco_mini_val_roundtrip(capsys):

@@ -25,7 +25,6 @@ from ldnet.data.transforms import AugmentConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLES = DATA / "samples"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
 
 
 def test_coco_samples_ground_truth_and_detections():
