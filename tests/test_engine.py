@@ -355,3 +355,78 @@ def test_learning_rate_schedule():
     assert learning_rate(config, 169, 5000) == pytest.approx(1e-3)
     assert learning_rate(config, 170, 5000) == pytest.approx(1e-4)
     assert learning_rate(config, 209, 9000) == pytest.approx(1e-5)
+
+
+# -- ldnet test on real data ------------------------------------------------------------------
+
+SAMPLES_COCO = SHARED / "samples" / "coco"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
+    """(config, last.pt) of a two-iteration run: real weights in the real format."""
+    tmp_path = tmp_path_factory.mktemp("tiny")
+    config = tiny_config(tmp_path, max_iters_per_epoch=2)
+    run_dir = tmp_path / "run"
+    result = run_ldnet("train", str(config), "--run-dir", str(run_dir), "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return config, run_dir / "last.pt"
+
+
+@pytest.mark.slow
+def test_test_command_on_coco_mini_val2017_with_ground_truth_boxes(tiny_checkpoint, tmp_path):
+    import json
+
+    from pycocotools.coco import COCO
+
+    config, weights = tiny_checkpoint
+    run_dir = tmp_path / "test"
+    args = ("test", str(config), "--weights", str(weights), "--run-dir", str(run_dir), "--json")
+    result = run_ldnet(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(result.stdout)
+    assert set(metrics) >= {"AP", "AP50", "AP75", "AP(M)", "AP(L)", "AR"}
+    assert metrics == json.loads((run_dir / "metrics.json").read_text())
+    # One result per labelled person of val2017 (68 of its 118 boxes: as in HRNet, boxes
+    # without keypoints are not tested), scoreable by the official API.
+    gt = COCO(str(COCO_MINI / "annotations" / "person_keypoints_val2017.json"))
+    results = gt.loadRes(str(run_dir / "results.json"))
+    labelled = [a for a in gt.loadAnns(gt.getAnnIds(catIds=[1])) if a["num_keypoints"] > 0]
+    assert len(results.getAnnIds()) == len(labelled) == 68
+
+
+@pytest.mark.slow
+def test_test_command_with_detection_boxes_and_own_annotation_file(tiny_checkpoint, tmp_path):
+    import json
+
+    config, weights = tiny_checkpoint
+    detections = SAMPLES_COCO / "test_coco_det_AP_H_56.json"
+    common = ("--weights", str(weights), "--ann", str(SAMPLES_COCO / "test_coco.json"))
+    common += ("--images", str(SAMPLES_COCO), "--json")
+    result = run_ldnet(
+        "test", str(config), *common, "--detections", str(detections), "--run-dir", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 0.0 <= json.loads(result.stdout)["AP"] <= 1.0
+    written = json.loads((tmp_path / "results.json").read_text())
+    # Every detected image gets people; OKS-NMS may merge duplicates, never invent images.
+    detected = {d["image_id"] for d in json.loads(detections.read_text())}
+    assert {r["image_id"] for r in written} == detected
+
+    # An empty detection file: a valid empty result with a warning, not a crash.
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    out = tmp_path / "empty-run"
+    result = run_ldnet(
+        "test", str(config), *common, "--detections", str(empty), "--run-dir", str(out)
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "warning" in result.stderr.lower() and "no detection" in result.stderr.lower()
+    assert json.loads((out / "results.json").read_text()) == []
+
+
+def test_test_command_needs_ann_and_images_together(tmp_path):
+    config = tiny_config(tmp_path)
+    result = run_ldnet("test", str(config), "--weights", "x.pt", "--ann", "a.json")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("--ann and --images go together")

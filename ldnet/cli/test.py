@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import user_errors
+from .common import CLIError, user_errors
 from .train import add_config_arguments
 
 
@@ -22,6 +22,12 @@ def register(subparsers) -> None:
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint (.pt)")
     parser.add_argument("--split", help="split to test (default: data.val_split)")
     parser.add_argument("--detections", help="COCO detection-results file (person boxes)")
+    parser.add_argument(
+        "--ann",
+        type=Path,
+        help="annotation file to test on instead of the split's (needs --images)",
+    )
+    parser.add_argument("--images", type=Path, help="image folder of --ann")
     parser.add_argument("--run-dir", type=Path, help="output folder (default: a new run folder)")
     parser.add_argument("--json", action="store_true", help="print metrics as one JSON object")
     parser.set_defaults(run=run)
@@ -36,6 +42,9 @@ def run(args) -> int:
     from ldnet.evaluation import format_metrics_table, metrics_to_json
 
     with user_errors():
+        if (args.ann is None) != (args.images is None):
+            raise CLIError("--ann and --images go together")
+        files = (args.ann, args.images) if args.ann else None
         config = load_config(args.config, args.overrides)
         run_dir = args.run_dir or new_run_dir(config.output_dir, f"{config.name}-test")
         metrics = test(
@@ -46,6 +55,7 @@ def run(args) -> int:
             args.detections,
             args.device,
             progress=not (args.quiet or args.json),
+            files=files,
         )
     if args.json:
         print(json.dumps(metrics_to_json(metrics)))

@@ -24,10 +24,17 @@ def _check_root(config: ExperimentConfig) -> Path:
 
 
 def read_split(
-    config: ExperimentConfig, split: str, detections: str | None = None
+    config: ExperimentConfig,
+    split: str,
+    detections: str | None = None,
+    files: tuple[Path, Path] | None = None,
 ) -> PoseAnnotations:
-    root = _check_root(config)
-    annotation_file, image_dir = seed_paths(config.data.dataset, root, split)
+    """People of ``split`` in the seed's layout under ``data.root``, or of ``files``
+    (annotation file, image folder) when given: any set in the dataset's format."""
+    if files is None:
+        annotation_file, image_dir = seed_paths(config.data.dataset, _check_root(config), split)
+    else:
+        annotation_file, image_dir = files
     kwargs = {"input_size": tuple(config.data.input_size)}
     if detections:
         kwargs["detections"] = detections
@@ -47,11 +54,14 @@ def train_dataset(config: ExperimentConfig, seed: int) -> TopDownDataset:
 
 
 def test_dataset(
-    config: ExperimentConfig, split: str | None = None, detections: str | None = None
+    config: ExperimentConfig,
+    split: str | None = None,
+    detections: str | None = None,
+    files: tuple[Path, Path] | None = None,
 ) -> TopDownDataset:
     if detections is None and not config.test.use_gt_boxes:
         detections = config.test.detection_file
         if detections is None:
             raise ConfigError("test.use_gt_boxes is false but test.detection_file is not set")
-    annotations = read_split(config, split or config.data.val_split, detections)
+    annotations = read_split(config, split or config.data.val_split, detections, files)
     return TopDownDataset(annotations, codec_of(config), augment=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -67,9 +68,17 @@ def test(
     detections: str | None = None,
     device: str | None = None,
     progress: bool = True,
+    files: tuple[Path, Path] | None = None,
 ) -> dict[str, float]:
+    """Test ``weights`` on ``split`` (or on ``files``: annotation file, image folder)."""
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dataset = test_dataset(config, split, detections)
+    dataset = test_dataset(config, split, detections, files)
+    if detections and len(dataset) == 0:
+        # Not an error: a detector may find nobody. The result is a valid, empty file.
+        print(
+            f"warning: {detections}: no detection boxes for these images; writing an empty result",
+            file=sys.stderr,
+        )
     model = load_model_for_test(config, weights, dataset.keypoint_set.num_joints, target)
     metrics, output = score_dataset(config, model, dataset, target, progress)
     from ldnet import evaluation
