@@ -3,6 +3,10 @@
 The machines this runs on are shared and noisy, so the cases are timed in interleaved
 rounds (every case once per round, several rounds) and each case reports its median: a
 burst of load from elsewhere hits all cases of a round alike instead of one case only.
+
+Backends: ``pytorch`` (eager, as deployed: BN folded, channels-last, LDConv "aggregate")
+and ``onnxruntime`` (the ``ldnet export onnx`` graph: dynamic batch, LDConv "separate", run
+by ONNX Runtime's CPU provider with as many threads as PyTorch uses).
 """
 
 from __future__ import annotations
@@ -49,6 +53,18 @@ def _time_calls(run: Callable[[], object], iterations: int) -> float:
     return (time.perf_counter() - start) / iterations
 
 
+BACKENDS = ("pytorch", "onnxruntime")
+
+
+def prepare_onnx_session(name: str, num_joints: int, input_size: tuple[int, int], folder):
+    """An ONNX Runtime session of the preset, exported as ``ldnet export onnx`` does."""
+    from .export import export_onnx
+    from .predict.backends import onnx_session
+
+    path = export_onnx(build_model(name, num_joints).eval(), f"{folder}/{name}.onnx", input_size)
+    return onnx_session(path)
+
+
 def benchmark_forward(
     models: Sequence[str],
     batches: Iterable[int],
@@ -59,42 +75,61 @@ def benchmark_forward(
     fuse: bool = True,
     channels_last: bool = True,
     on_round: Callable[[int], None] | None = None,
+    backends: Sequence[str] = ("pytorch",),
 ) -> list[BenchResult]:
-    """Images/s of each (model, batch) case, median over ``repeats`` interleaved rounds."""
+    """Images/s of each (backend, model, batch) case, median over ``repeats`` interleaved
+    rounds."""
+    import tempfile
+
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}")
+    batches = list(batches)
     torch.manual_seed(0)
-    prepared = {
-        name: prepare_pytorch_model(name, num_joints, fuse, channels_last) for name in models
-    }
     cases = []
-    for batch in batches:
-        images = torch.randn(batch, 3, *input_size)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        for name in models:
-            model = prepared[name]
+    with tempfile.TemporaryDirectory(prefix="ldnet-bench-") as folder:
+        for backend in backends:
+            for name in models:
+                if backend == "pytorch":
+                    model = prepare_pytorch_model(name, num_joints, fuse, channels_last)
+                else:
+                    session = prepare_onnx_session(name, num_joints, input_size, folder)
+                for batch in batches:
+                    images = torch.randn(batch, 3, *input_size)
+                    if backend == "pytorch":
+                        if channels_last:
+                            images = images.contiguous(memory_format=torch.channels_last)
 
-            def run(model=model, images=images):
-                with torch.inference_mode():
-                    return model(images)
+                        def run(model=model, images=images):
+                            with torch.inference_mode():
+                                return model(images)
 
-            # Warm-up (oneDNN picks and caches kernels on the first calls), then choose
-            # how many calls make one timed repeat last at least `min_repeat_s`.
-            run()
-            one_call = _time_calls(run, 1)
-            iterations = max(1, round(min_repeat_s / max(one_call, 1e-6)))
-            cases.append((name, batch, run, iterations))
+                    else:
+                        feed = {session.get_inputs()[0].name: images.numpy()}
 
-    seconds: dict[tuple[str, int], list[float]] = {(n, b): [] for n, b, _, _ in cases}
-    for round_index in range(repeats):
-        for name, batch, run, iterations in cases:
-            seconds[(name, batch)].append(_time_calls(run, iterations))
-        if on_round is not None:
-            on_round(round_index)
+                        def run(session=session, feed=feed):
+                            return session.run(None, feed)
+
+                    # Warm-up (oneDNN and ONNX Runtime pick and cache kernels on the first
+                    # calls), then choose how many calls make one timed repeat last at least
+                    # `min_repeat_s`.
+                    run()
+                    run()
+                    one_call = _time_calls(run, 1)
+                    iterations = max(1, round(min_repeat_s / max(one_call, 1e-6)))
+                    cases.append((backend, name, batch, run, iterations))
+
+        seconds: dict[tuple, list[float]] = {case[:3]: [] for case in cases}
+        for round_index in range(repeats):
+            for backend, name, batch, run, iterations in cases:
+                seconds[(backend, name, batch)].append(_time_calls(run, iterations))
+            if on_round is not None:
+                on_round(round_index)
     results = []
-    for name, batch, _, iterations in cases:
-        median_s = statistics.median(seconds[(name, batch)])
+    for backend, name, batch, _, iterations in cases:
+        median_s = statistics.median(seconds[(backend, name, batch)])
         results.append(
-            BenchResult(name, batch, batch / median_s, median_s * 1e3, repeats, iterations)
+            BenchResult(name, batch, batch / median_s, median_s * 1e3, repeats, iterations, backend)
         )
     return results
 
@@ -151,6 +186,25 @@ def benchmark_training(
 
 
 def speedups(results: Sequence[BenchResult], reference: str) -> dict[tuple[str, int], float]:
-    """images/s of each case divided by the reference model's at the same batch."""
-    base = {r.batch: r.images_per_s for r in results if r.model == reference}
-    return {(r.model, r.batch): r.images_per_s / base[r.batch] for r in results if r.batch in base}
+    """images/s of each case divided by the reference model's at the same batch (and on the
+    same backend). Keys: (model, batch), or (backend, model, batch) with several backends."""
+    several = len({r.backend for r in results}) > 1
+    base = {(r.backend, r.batch): r.images_per_s for r in results if r.model == reference}
+    return {
+        ((r.backend, r.model, r.batch) if several else (r.model, r.batch)): r.images_per_s
+        / base[(r.backend, r.batch)]
+        for r in results
+        if (r.backend, r.batch) in base
+    }
+
+
+def backend_speedups(
+    results: Sequence[BenchResult], reference: str = "pytorch"
+) -> dict[tuple[str, str, int], float]:
+    """images/s of each case divided by the same model and batch on the reference backend."""
+    base = {(r.model, r.batch): r.images_per_s for r in results if r.backend == reference}
+    return {
+        (r.backend, r.model, r.batch): r.images_per_s / base[(r.model, r.batch)]
+        for r in results
+        if (r.model, r.batch) in base
+    }

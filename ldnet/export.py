@@ -1,4 +1,10 @@
-"""ONNX export of a pose network (heatmaps out; decoding stays outside the graph)."""
+"""ONNX export of a pose network (heatmaps out; decoding stays outside the graph).
+
+The graph maps normalised crops to heatmaps and nothing more: cropping, flip test,
+``codec.decode`` (argmax + sub-pixel refinement) and the map back to image pixels stay in
+Python, because they are data dependent (argmax, per-person affine maps) and cheap. Whatever
+runs the file must reproduce them; ``ldnet.predict.PoseEstimator`` does.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .models.fuse import fuse_for_inference
 from .models.ldconv import set_ldconv_execution
+
+INPUT_NAME, OUTPUT_NAME = "images", "heatmaps"
+# Keys of the ONNX metadata_props that let a runtime rebuild the pre/post-processing.
+METADATA_PREFIX = "ldnet."
+
+
+def exportable_model(model: nn.Module) -> nn.Module:
+    """An eval-mode copy with BatchNorm folded and every LDConv in its exportable form.
+
+    ONNX's Conv has a fixed group count, so the per-sample "aggregate" execution of LDConv
+    (batch folded into the groups) cannot have a dynamic batch; the export uses the
+    equivalent "separate" execution (K static depthwise convolutions, mixed per sample).
+    """
+    return set_ldconv_execution(fuse_for_inference(copy.deepcopy(model)), "separate")
 
 
 def export_onnx(
@@ -18,17 +39,16 @@ def export_onnx(
     path: str | Path,
     input_size: tuple[int, int] = (256, 192),
     opset: int = 17,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``model`` as ONNX with a dynamic batch dimension: images (B, 3, H, W) ->
-    heatmaps (B, J, H/4, W/4).
+    """Write ``model`` as ONNX with a dynamic batch dimension: ``images`` (B, 3, H, W),
+    ImageNet-normalised RGB crops -> ``heatmaps`` (B, J, H/4, W/4).
 
-    ONNX's Conv has a fixed group count, so the per-sample "aggregate" execution of LDConv
-    (batch folded into the groups) cannot have a dynamic batch; the export uses the
-    equivalent "mixture" execution. The file is written next to ``path`` and renamed into
-    place, so a failed export leaves nothing behind.
+    ``metadata`` is stored as ``metadata_props`` (keys prefixed ``ldnet.``). The file is
+    written next to ``path`` and renamed into place, so a failed export leaves nothing behind.
     """
     path = Path(path)
-    exportable = set_ldconv_execution(copy.deepcopy(model).eval(), "mixture")
+    exportable = exportable_model(model)
     images = torch.zeros(2, 3, *input_size)
     partial = path.with_name(path.name + ".partial")
     try:
@@ -36,17 +56,44 @@ def export_onnx(
             # The TorchScript-based exporter is deprecated in favour of torch.export, but it
             # is ten times faster here and needs no extra dependency (onnxscript).
             warnings.simplefilter("ignore", DeprecationWarning)
+            # The tracer flags the Python branches of PoseNet.forward (all_outputs); they
+            # depend on arguments, not on tensor values, so the traced graph is right.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(
                 exportable,
                 (images,),
                 str(partial),
-                input_names=["images"],
-                output_names=["heatmaps"],
-                dynamic_axes={"images": {0: "batch"}, "heatmaps": {0: "batch"}},
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                 opset_version=opset,
                 dynamo=False,
             )
+        if metadata:
+            _add_metadata(partial, metadata)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_PREFIX + key, str(value)
+    onnx.save(proto, str(path))
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``ldnet.*`` metadata of an exported file (prefix removed); {} if it has none."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {
+        entry.key.removeprefix(METADATA_PREFIX): entry.value
+        for entry in proto.metadata_props
+        if entry.key.startswith(METADATA_PREFIX)
+    }

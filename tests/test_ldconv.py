@@ -1,4 +1,4 @@
-"""LDConv: the two executions, batch independence, input dependence, gradients."""
+"""LDConv: the three executions, batch independence, input dependence, gradients."""
 
 import pytest
 import torch
@@ -16,7 +16,8 @@ def _randomise_attention(conv: DynamicDepthwiseConv) -> None:
 
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_aggregate_and_mixture_executions_agree(stride, channels_last):
+@pytest.mark.parametrize("other", ["mixture", "separate"])
+def test_aggregate_and_mixture_executions_agree(stride, channels_last, other):
     torch.manual_seed(0)
     conv = DynamicDepthwiseConv(24, stride=stride, num_kernels=4).eval()
     _randomise_attention(conv)
@@ -26,7 +27,7 @@ def test_aggregate_and_mixture_executions_agree(stride, channels_last):
     with torch.no_grad():
         conv.execution = "aggregate"
         aggregate = conv(x)
-        conv.execution = "mixture"
+        conv.execution = other
         mixture = conv(x)
     assert aggregate.shape == (3, 24, (17 - 1) // stride + 1, (13 - 1) // stride + 1)
     assert torch.allclose(aggregate, mixture, atol=1e-5, rtol=0)
@@ -50,7 +51,7 @@ def test_matches_per_sample_reference():
         assert torch.allclose(conv(x), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("execution", ["aggregate", "mixture"])
+@pytest.mark.parametrize("execution", ["aggregate", "mixture", "separate"])
 def test_batch_of_two_equals_each_alone(execution):
     torch.manual_seed(2)
     layer = LDConv(16, 32, execution=execution).eval()
@@ -75,7 +76,7 @@ def test_different_inputs_get_different_kernels():
     assert (kernels[0] - kernels[1]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("execution", ["aggregate", "mixture"])
+@pytest.mark.parametrize("execution", ["aggregate", "mixture", "separate"])
 def test_gradients_reach_every_kernel_and_the_attention(execution):
     torch.manual_seed(4)
     layer = LDConv(8, 8, num_kernels=4, execution=execution).train()

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "ldnet.cli.synth",
     "ldnet.cli.train",
     "ldnet.cli.test",
+    "ldnet.cli.predict",
+    "ldnet.cli.export",
     "ldnet.cli.plot",
     "ldnet.cli.demo",
 )

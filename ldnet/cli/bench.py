@@ -13,11 +13,14 @@ from .common import CLIError, positive_int
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="forward throughput (images/s) of ldnet vs hrnet_w32; `bench data` for the data path",
+        help="forward throughput (images/s) of ldnet vs hrnet_w32, PyTorch vs ONNX Runtime; "
+        "`bench data` for the data path",
         description=(
-            "Time forward passes of several presets side by side: interleaved rounds, "
-            "median per case, ratio to the reference model. Models are timed as deployed: "
-            "eval mode, BatchNorm folded into convolutions, channels-last memory."
+            "Time forward passes of several presets on several backends side by side: "
+            "interleaved rounds, median per case, ratio to the reference model (same backend) "
+            "and to PyTorch (same model). Models are timed as deployed: eval mode, BatchNorm "
+            "folded into convolutions; PyTorch eager in channels-last memory, ONNX Runtime on "
+            "the `ldnet export onnx` graph (dynamic batch) with the same thread count."
         ),
     )
     parser.add_argument(
@@ -46,6 +49,13 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--nchw", action="store_true", help="contiguous NCHW memory instead of channels-last"
     )
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        choices=["pytorch", "onnxruntime"],
+        default=["pytorch", "onnxruntime"],
+        help="inference backends (default: both)",
+    )
     parser.add_argument("--reference", default="hrnet_w32", help="ratio denominator")
     parser.add_argument(
         "--train",
@@ -66,7 +76,12 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ldnet.benchmark import benchmark_forward, benchmark_training, speedups
+    from ldnet.benchmark import (
+        backend_speedups,
+        benchmark_forward,
+        benchmark_training,
+        speedups,
+    )
     from ldnet.models import PRESETS
 
     for name in args.models:
@@ -95,14 +110,21 @@ def run(args) -> int:
                 fuse=not args.no_fuse,
                 channels_last=not args.nchw,
                 on_round=lambda _: bar.update(1),
+                backends=args.backend,
             )
     ratios = speedups(results, args.reference) if args.reference in args.models else {}
+    several = len({r.backend for r in results}) > 1
+    ratios = {(k if several else ("", *k)): v for k, v in ratios.items()}
+    vs_pytorch = backend_speedups(results) if several and "pytorch" in args.backend else {}
     if args.json:
         rows = []
         for result in results:
             row = result.to_dict()
-            if (result.model, result.batch) in ratios:
-                row[f"speedup_vs_{args.reference}"] = ratios[(result.model, result.batch)]
+            key = (result.backend if several else "", result.model, result.batch)
+            if key in ratios:
+                row[f"speedup_vs_{args.reference}"] = ratios[key]
+            if (result.backend, result.model, result.batch) in vs_pytorch:
+                row["speedup_vs_pytorch"] = vs_pytorch[(result.backend, result.model, result.batch)]
             rows.append(row)
         print(json.dumps(rows, indent=2))
         return 0
@@ -118,16 +140,21 @@ def run(args) -> int:
         f"input {height}x{width}, {torch.get_num_threads()} threads, {mode}, "
         f"median of {args.repeats} rounds"
     )
-    header = f"{'model':<18} {'batch':>5} {'images/s':>9} {'ms/batch':>9}"
+    header = f"{'backend':<12} {'model':<18} {'batch':>5} {'images/s':>9} {'ms/batch':>9}"
     if ratios:
         header += f" {'vs ' + args.reference:>14}"
+    if vs_pytorch:
+        header += f" {'vs pytorch':>11}"
     print(header)
     for result in results:
         line = (
-            f"{result.model:<18} {result.batch:>5} {result.images_per_s:>9.1f} "
-            f"{result.ms_per_batch:>9.1f}"
+            f"{result.backend:<12} {result.model:<18} {result.batch:>5} "
+            f"{result.images_per_s:>9.1f} {result.ms_per_batch:>9.1f}"
         )
-        if (result.model, result.batch) in ratios:
-            line += f" {ratios[(result.model, result.batch)]:>13.2f}x"
+        key = (result.backend if several else "", result.model, result.batch)
+        if ratios:
+            line += f" {ratios[key]:>13.2f}x" if key in ratios else " " * 15
+        if (result.backend, result.model, result.batch) in vs_pytorch:
+            line += f" {vs_pytorch[(result.backend, result.model, result.batch)]:>10.2f}x"
         print(line)
     return 0

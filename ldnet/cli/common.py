@@ -59,12 +59,19 @@ def user_errors():
     from ldnet.data.readers import DataError
     from ldnet.engine.checkpoint import CheckpointError
     from ldnet.evaluation import EvaluationInputError
+    from ldnet.predict.errors import PredictInputError
 
     @contextlib.contextmanager
     def convert():
         try:
             yield
-        except (ConfigError, DataError, CheckpointError, EvaluationInputError) as error:
+        except (
+            ConfigError,
+            DataError,
+            CheckpointError,
+            EvaluationInputError,
+            PredictInputError,
+        ) as error:
             raise CLIError(str(error)) from None
 
     return convert()

@@ -13,6 +13,11 @@ Two executions give the same result because the convolution is linear in its ker
 * ``"mixture"``: run the K static depthwise convolutions as one grouped convolution with
   K * C output channels and sum the K results weighted by a[b, k]. K times the depthwise MACs,
   but the graph has a fixed group count, so it exports with a dynamic batch dimension.
+* ``"separate"``: the same weighted sum, but as K separate depthwise convolutions (C groups,
+  one channel each) scaled per sample and added. Same MACs as ``"mixture"``; this is the
+  form ONNX export uses, because ONNX Runtime runs a pure depthwise convolution with its
+  blocked (NCHWc) kernels but a grouped convolution with K outputs per group through the
+  generic im2col path (measured: about 10 % faster for the whole ``ldnet`` at batch 8).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EXECUTIONS = ("aggregate", "mixture")
+EXECUTIONS = ("aggregate", "mixture", "separate")
 
 
 class KernelAttention(nn.Module):
@@ -87,8 +92,10 @@ class DynamicDepthwiseConv(nn.Module):
         attention = self.attention(x)
         if self.execution == "aggregate":
             out = self._forward_aggregate(x, attention)
-        else:
+        elif self.execution == "mixture":
             out = self._forward_mixture(x, attention)
+        else:
+            out = self._forward_separate(x, attention)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
     def _forward_aggregate(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
@@ -126,6 +133,17 @@ class DynamicDepthwiseConv(nn.Module):
         batch = x.shape[0]
         responses = responses.view(batch, self.channels, self.num_kernels, *responses.shape[-2:])
         return (responses * attention.view(batch, 1, self.num_kernels, 1, 1)).sum(dim=2)
+
+    def _forward_separate(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        out = None
+        for k in range(self.num_kernels):  # a loop over the K kernels, not over the batch
+            kernel = self.weight[k].view(self.channels, 1, self.kernel_size, self.kernel_size)
+            response = F.conv2d(
+                x, kernel, stride=self.stride, padding=self.padding, groups=self.channels
+            )
+            response = response * attention[:, k].view(-1, 1, 1, 1)
+            out = response if out is None else out + response
+        return out
 
 
 class LDConv(nn.Module):

@@ -1,0 +1,174 @@
+"""`ldnet predict SOURCE --weights W --output DIR`: poses on images, a folder, a video or a
+camera; overlays and a COCO results file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import CLIError, positive_int, user_errors
+
+
+def _box(text: str) -> list[float]:
+    from ldnet.predict.boxes import BoxError, box_problem, parse_box
+
+    try:
+        values = parse_box(text)
+    except BoxError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    problem = box_problem(values, (float("inf"), float("inf")))
+    if problem:
+        raise argparse.ArgumentTypeError(f"box {text!r} {problem}")
+    return values
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="poses on an image, a folder, a video or a camera: overlays + COCO results json",
+        description=(
+            "Top-down pose estimation. Person boxes, in this order of preference: --box or "
+            "--detections; --detector-onnx; OpenCV's HOG people detector; --whole-image "
+            "treats each frame as one person. Writes overlay images (folder/image) or an "
+            "overlay video (video/camera) and results.json in the COCO results format "
+            "(an image named by its COCO id gets that image_id; video frames: frame index)."
+        ),
+    )
+    parser.add_argument("source", help="image file, folder of images, video file or camera index")
+    parser.add_argument(
+        "--weights", required=True, type=Path, help="checkpoint (.pt) or `ldnet export` .onnx"
+    )
+    parser.add_argument("--output", required=True, type=Path, metavar="DIR")
+    parser.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
+    parser.add_argument(
+        "--dataset",
+        choices=["coco", "mpii", "crowdpose"],
+        help="the joint set expected; weights for another one are refused",
+    )
+    boxes = parser.add_argument_group("person boxes")
+    boxes.add_argument(
+        "--box", action="append", type=_box, metavar="X,Y,W,H", help="a person box (repeatable)"
+    )
+    boxes.add_argument("--detections", type=Path, help="COCO detection-results json")
+    boxes.add_argument(
+        "--detector-onnx", type=Path, metavar="FILE", help="ONNX person detector (see docs)"
+    )
+    boxes.add_argument("--whole-image", action="store_true", help="each frame is one person")
+    boxes.add_argument(
+        "--box-threshold", type=float, default=0.3, help="minimum detection score (0.3)"
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=0.3, help="joints below this confidence are not drawn"
+    )
+    parser.add_argument("--no-flip", action="store_true", help="no flip test (2x faster)")
+    parser.add_argument("--no-overlay", action="store_true", help="write only results.json")
+    parser.add_argument(
+        "--smooth", action="store_true", help="One-Euro smoothing of keypoints (video, camera)"
+    )
+    parser.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ")
+    parser.add_argument("--smooth-beta", type=float, default=0.01, metavar="PER_PX")
+    parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    parser.add_argument("--threads", type=positive_int, help="intra-op threads")
+    parser.add_argument("--device", default="cpu", help="PyTorch device (cpu, cuda)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def box_provider(args):
+    """The person-box source the options ask for (see the order in the description)."""
+    import cv2
+    import numpy as np
+
+    from ldnet.predict.boxes import DetectionFile, check_boxes
+    from ldnet.predict.detectors import HogPersonDetector, OnnxPersonDetector, hog_available
+
+    chosen = [args.box is not None, args.detections is not None, args.whole_image]
+    if sum(chosen) > 1:
+        raise CLIError("choose one of --box, --detections and --whole-image")
+    if args.whole_image:
+        return lambda frame: None
+    if args.box:
+        caller = np.array(args.box, dtype=np.float64)
+        return lambda frame: (
+            check_boxes(caller, frame.image.shape, "--box"),
+            np.ones(len(caller)),
+        )
+    if args.detections:
+        detections = DetectionFile(args.detections, args.box_threshold)
+        if detections.dropped:
+            print(
+                f"note: {args.detections}: {detections.dropped} detection(s) with zero or "
+                "negative size left out",
+                file=sys.stderr,
+            )
+        return lambda frame: detections(frame.image_id)
+    if args.detector_onnx:
+        detector = OnnxPersonDetector(args.detector_onnx, args.box_threshold, threads=args.threads)
+    elif hog_available():
+        detector = HogPersonDetector()
+    else:
+        print(
+            f"note: OpenCV {cv2.__version__} has no HOG people detector (OpenCV 5 dropped it): "
+            "each frame is taken as one person; give --detector-onnx or --detections for "
+            "several people",
+            file=sys.stderr,
+        )
+        return lambda frame: None
+
+    def detect(frame):
+        boxes, scores = detector(frame.image)
+        keep = scores >= args.box_threshold
+        return boxes[keep], scores[keep]
+
+    return detect
+
+
+def run(args) -> int:
+    import torch
+
+    from ldnet.predict import PoseEstimator, PredictOptions, open_source, predict_source
+    from ldnet.predict.smoothing import PoseSmoother
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with user_errors():
+        source = open_source(args.source)
+        estimator = PoseEstimator.from_weights(
+            args.weights,
+            backend=args.backend,
+            dataset=args.dataset,
+            threads=args.threads,
+            device=args.device,
+            flip=not args.no_flip,
+        )
+        provider = box_provider(args)
+        smoother = None
+        if args.smooth and source.kind != "image":
+            smoother = PoseSmoother(args.smooth_min_cutoff, args.smooth_beta)
+        options = PredictOptions(
+            output_dir=args.output,
+            overlay=not args.no_overlay,
+            threshold=args.threshold,
+            smoother=smoother,
+            max_frames=args.max_frames,
+            progress=not args.quiet,
+        )
+        summary = predict_source(estimator, source, provider, options)
+    for name, reason in summary.skipped:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(
+        f"{summary.frames} frame(s), {summary.people} people, {summary.frames_per_s:.1f} "
+        f"frames/s end to end ({estimator.backend.name}, "
+        f"{'flip test' if not args.no_flip else 'no flip'}); {len(summary.skipped)} skipped"
+        + ("; interrupted" if summary.interrupted else "")
+    )
+    images = [p for p in summary.outputs if p.suffix.lower() not in (".json", ".mp4")]
+    if images:
+        print(f"wrote {len(images)} overlay image(s) to {args.output}")
+    for path in summary.outputs:
+        if path not in images:
+            print(f"wrote {path}")
+    return 0

@@ -1,0 +1,177 @@
+"""``PoseEstimator``: image + person boxes -> keypoints, from a checkpoint or an ONNX file.
+
+The top-down test path, one image at a time: boxes -> centre/scale -> affine crops ->
+network (PyTorch or ONNX Runtime; with the flip test, in one batch with the mirrored crops)
+-> codec.decode -> image pixels -> rescoring by joint confidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ldnet.data.codecs import build_codec, flip_back
+from ldnet.data.dataset import prepare_crops
+from ldnet.data.images import ImageError, read_image
+from ldnet.data.keypoints import KeypointSet
+from ldnet.engine.inference import PersonPrediction, decode_to_image, oks_nms
+
+from .backends import BACKENDS, OnnxRuntimeBackend, TorchBackend
+from .boxes import check_boxes, whole_image_box
+from .sources import SourceError
+from .weights import ModelInfo, info_from_onnx, load_model
+
+
+@dataclass
+class Poses:
+    """The people found in one image."""
+
+    keypoints: np.ndarray  # (N, K, 3): x, y in 0-based image pixels, confidence
+    scores: np.ndarray  # (N,): box score x mean confidence of the confident joints
+    boxes: np.ndarray  # (N, 4): x, y, w, h of the person boxes used
+    box_scores: np.ndarray  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    def select(self, index) -> Poses:
+        return Poses(
+            self.keypoints[index], self.scores[index], self.boxes[index], self.box_scores[index]
+        )
+
+
+def as_bgr_image(image, rgb: bool = False, source: str = "image") -> np.ndarray:
+    """A path or an array (H, W), (H, W, 3) or (H, W, 4), uint8 -> uint8 BGR (H, W, 3)."""
+    if isinstance(image, (str, Path)):
+        try:
+            return read_image(image)
+        except ImageError as error:
+            raise SourceError(f"{image}: {error}") from None
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise SourceError(f"{source}: expected a uint8 image, got {array.dtype}")
+    if array.ndim == 2:
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2BGR)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or min(array.shape[:2]) < 1:
+        raise SourceError(f"{source}: expected an (H, W, 3) image, got shape {array.shape}")
+    array = array[:, :, :3]
+    return np.ascontiguousarray(array[:, :, ::-1] if rgb else array)
+
+
+class PoseEstimator:
+    """Top-down pose estimation of the people in an image.
+
+    >>> estimator = PoseEstimator.from_weights("runs/x/best.pt")  # or an exported .onnx
+    >>> poses = estimator("photo.jpg", boxes=[[x, y, w, h]])     # no boxes: whole image
+    >>> poses.keypoints  # (N, K, 3) x, y, confidence
+
+    The architecture, joint set, input size and decoder come from the weights file.
+    """
+
+    def __init__(
+        self,
+        backend,
+        info: ModelInfo,
+        *,
+        flip: bool = True,
+        batch_size: int = 16,
+        in_vis_threshold: float = 0.2,
+    ):
+        self.backend, self.info = backend, info
+        self.codec = build_codec(info.decoder, info.input_size)
+        self.flip_permutation = info.keypoint_set.flip_permutation() if flip else None
+        self.batch_size, self.in_vis_threshold = batch_size, in_vis_threshold
+
+    @classmethod
+    def from_weights(
+        cls,
+        path: str | Path,
+        *,
+        backend: str = "pytorch",
+        dataset: str | None = None,
+        threads: int | None = None,
+        device: str = "cpu",
+        **options,
+    ) -> PoseEstimator:
+        """From a training checkpoint (``.pt``, read with ``weights_only=True``) or an
+        ``ldnet export onnx`` file (``.onnx``, run by ONNX Runtime). ``dataset`` names the
+        joint set the caller expects; weights for another one are refused."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if Path(path).suffix.lower() == ".onnx":
+            info = info_from_onnx(path, dataset)
+            return cls(OnnxRuntimeBackend(path, threads), info, **options)
+        model, info = load_model(path, dataset)
+        if backend == "onnxruntime":
+            runner = OnnxRuntimeBackend.from_model(model, info.input_size, threads)
+        else:
+            runner = TorchBackend(model, device)
+        return cls(runner, info, **options)
+
+    @property
+    def keypoint_set(self) -> KeypointSet:
+        return self.info.keypoint_set
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.info.input_size
+
+    def heatmaps(self, crops: np.ndarray) -> np.ndarray:
+        """Heatmaps of normalised crops (N, 3, H, W), flip-tested, ``batch_size`` people at
+        a time (with the flip test, their mirrors run in the same batch)."""
+        outputs = []
+        for start in range(0, len(crops), self.batch_size):
+            chunk = crops[start : start + self.batch_size]
+            if self.flip_permutation is None:
+                outputs.append(self.backend(chunk))
+                continue
+            both = self.backend(np.concatenate([chunk, chunk[..., ::-1]]))
+            plain, mirrored = both[: len(chunk)], both[len(chunk) :]
+            # The crop convention of ldnet.data is flip-exact: no one-pixel shift.
+            outputs.append(0.5 * (plain + flip_back(mirrored, self.flip_permutation)))
+        return np.concatenate(outputs)
+
+    def __call__(self, image, boxes=None, box_scores=None, *, rgb: bool = False) -> Poses:
+        """Poses of the people in ``boxes`` (N, 4) x, y, w, h; the whole image if None.
+
+        ``image`` is a path or a uint8 array, BGR (OpenCV) unless ``rgb``. A box with zero
+        or negative size or no pixel inside the image stops with a ``BoxError``."""
+        image_bgr = as_bgr_image(image, rgb)
+        if boxes is None:
+            boxes = whole_image_box(image_bgr.shape)
+        boxes = check_boxes(boxes, image_bgr.shape)
+        if box_scores is None:
+            box_scores = np.ones(len(boxes))
+        box_scores = np.asarray(box_scores, dtype=np.float64).reshape(-1)
+        if len(box_scores) != len(boxes):
+            raise ValueError(f"{len(box_scores)} box scores for {len(boxes)} boxes")
+        joints = self.keypoint_set.num_joints
+        if len(boxes) == 0:
+            return Poses(np.zeros((0, joints, 3)), np.zeros(0), boxes, box_scores)
+        crops, centers, scales = prepare_crops(image_bgr, boxes, self.input_size)
+        keypoints = decode_to_image(self.heatmaps(crops), self.codec, centers, scales)
+        confidences = keypoints[:, :, 2]
+        confident = confidences > self.in_vis_threshold
+        count = confident.sum(axis=1)
+        joint_score = np.where(
+            count > 0, (confidences * confident).sum(axis=1) / np.maximum(count, 1), 0.0
+        )
+        return Poses(keypoints, joint_score * box_scores, boxes, box_scores)
+
+
+def oks_suppress(poses: Poses, keypoint_set: KeypointSet, threshold: float = 0.9) -> Poses:
+    """Drop duplicate detections of one person (OKS-NMS, as ``ldnet test`` does)."""
+    if len(poses) < 2:
+        return poses
+    people = [
+        PersonPrediction(0, kp, float(bs), float(box[2] * box[3]), box[:2], box[2:], float(s))
+        for kp, bs, box, s in zip(
+            poses.keypoints, poses.box_scores, poses.boxes, poses.scores, strict=True
+        )
+    ]
+    kept = oks_nms(people, np.asarray(keypoint_set.sigmas), threshold)
+    index = [next(i for i, p in enumerate(people) if p is k) for k in kept]
+    return poses.select(np.array(index, dtype=int))
