@@ -143,6 +143,7 @@ def run(args) -> int:
             flip=not args.no_flip,
         )
         provider = box_provider(args)
+        estimator.warm_up()
         smoother = None
         if args.smooth and source.kind != "image":
             smoother = PoseSmoother(args.smooth_min_cutoff, args.smooth_beta)

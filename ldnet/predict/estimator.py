@@ -119,6 +119,12 @@ class PoseEstimator:
     def input_size(self) -> tuple[int, int]:
         return self.info.input_size
 
+    def warm_up(self, people: int = 1) -> None:
+        """One call on blank crops: oneDNN and ONNX Runtime set up their kernels on the first
+        call of a shape, which would otherwise be counted in the first frame."""
+        height, width = self.input_size
+        self.heatmaps(np.zeros((people, 3, height, width), np.float32))
+
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
         """Heatmaps of normalised crops (N, 3, H, W), flip-tested, ``batch_size`` people at
         a time (with the flip test, their mirrors run in the same batch)."""

@@ -1,0 +1,102 @@
+"""ONNX export: parity with PyTorch at batch 1 and 5, metadata, `ldnet export onnx`, and the
+PyTorch-vs-ONNX-Runtime benchmark."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from ldnet.cli import main
+from ldnet.export import export_onnx, read_metadata
+from ldnet.models import build_model
+from ldnet.models.ldconv import KernelAttention
+from ldnet.predict.backends import onnx_session
+
+
+def _spread(model: torch.nn.Module) -> torch.nn.Module:
+    """Random-init heads output ~1e-3 (HRNet's N(0, 0.001)) and near-uniform kernel
+    attention: a parity check would pass on almost anything. Make the heatmaps O(1) and the
+    attention differ per sample, so a 1e-4 tolerance means something."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, KernelAttention):
+                module.fc2.weight.normal_(0, 1)
+        model.head.final.weight.normal_(0, 0.5)
+    return model.eval()
+
+
+@pytest.mark.slow
+def test_onnx_runtime_matches_pytorch_at_batch_1_and_5(tmp_path):
+    torch.manual_seed(0)
+    model = _spread(build_model("ldnet", 17))
+    path = export_onnx(model, tmp_path / "ldnet.onnx", (256, 192))
+    batch_dim = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param == "batch"  # dynamic, not a fixed number
+    session = onnx_session(path, threads=2)
+    for batch in (1, 5):
+        images = torch.randn(batch, 3, 256, 192)
+        with torch.no_grad():
+            expected = model(images).numpy()  # eager default: "aggregate", BN unfolded
+        (heatmaps,) = session.run(None, {"images": images.numpy()})
+        assert heatmaps.shape == (batch, 17, 64, 48)
+        assert np.abs(expected).max() > 0.5
+        difference = float(np.abs(heatmaps - expected).max())
+        assert difference < 1e-4, f"batch {batch}: max abs difference {difference:.2e}"
+
+
+def test_export_cli_writes_metadata_and_checks_parity(tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    code = main(
+        ["export", "onnx", "--model", "ldnet_no_krm", "--dataset", "mpii", "--input", "64x64",
+         "--output", str(path)]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "ldnet_no_krm, mpii (16 joints), input 64x64, dynamic batch" in out
+    for batch in (1, 5):
+        line = next(x for x in out.splitlines() if f"batch {batch}:" in x)
+        assert float(line.rsplit(" ", 1)[1]) < 1e-4
+    assert read_metadata(path) == {
+        "model": "ldnet_no_krm",
+        "num_joints": "16",
+        "dataset": "mpii",
+        "input_size": "64x64",
+        "decoder": "dark",
+    }
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_export_cli_bad_input(tmp_path, capsys):
+    code = main(["export", "onnx", "--model", "ldnet", "--output", str(tmp_path / "no/m.onnx")])
+    assert code == 2
+    assert "m.onnx: folder" in capsys.readouterr().err
+    code = main(["export", "onnx", "--weights", str(tmp_path / "x.pt"), "--output", "m.onnx"])
+    assert code == 2
+    assert "x.pt: no such checkpoint file" in capsys.readouterr().err
+
+
+def test_bench_compares_pytorch_and_onnx_runtime(capsys):
+    code = main(
+        ["bench", "--models", "ldnet_static", "ldnet_no_krm", "--reference", "ldnet_static",
+         "--batch", "1", "2", "--input", "64x64", "--repeats", "1", "--min-repeat-s", "0.01",
+         "--json"]
+    )  # fmt: skip
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    cases = {(r["backend"], r["model"], r["batch"]) for r in rows}
+    assert cases == {
+        (backend, model, batch)
+        for backend in ("pytorch", "onnxruntime")
+        for model in ("ldnet_static", "ldnet_no_krm")
+        for batch in (1, 2)
+    }
+    for row in rows:
+        assert row["images_per_s"] > 0
+        if row["model"] == "ldnet_static":
+            assert row["speedup_vs_ldnet_static"] == 1.0
+        if row["backend"] == "pytorch":
+            assert row["speedup_vs_pytorch"] == 1.0
+        else:
+            assert row["speedup_vs_pytorch"] > 0
