@@ -66,7 +66,8 @@ def test_complexity_bad_input_is_one_line_exit_2(args, message):
 
 def test_bench_json_rows(capsys):
     args = ["bench", "--batch", "1", "--repeats", "1", "--min-repeat-s", "0", "--json"]
-    assert main([*args, "--models", "ldnet_no_krm", "ldnet"]) == 0
+    # PyTorch only (the default adds ONNX Runtime: tests/test_export.py).
+    assert main([*args, "--models", "ldnet_no_krm", "ldnet", "--backend", "pytorch"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["model"], r["batch"]) for r in rows] == [("ldnet_no_krm", 1), ("ldnet", 1)]
     assert all(r["images_per_s"] > 0 and r["backend"] == "pytorch" for r in rows)

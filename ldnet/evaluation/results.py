@@ -20,11 +20,12 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ldnet.files import atomic_path
 
 
 class EvaluationInputError(ValueError):
@@ -37,14 +38,8 @@ def _atomic_path(path: str | os.PathLike, suffix: str) -> Iterator[Path]:
     target = Path(path)
     if not target.parent.is_dir():
         raise EvaluationInputError(f"{target}: folder {target.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(target, suffix) as tmp:
         yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _is_number(value) -> bool:

@@ -3,34 +3,16 @@ renamed into place when complete: an interrupted or failed run leaves no half-wr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ldnet.files import atomic_path
+
 from .errors import PredictInputError
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path with the same suffix (OpenCV picks formats by it), moved onto
-    ``path`` only if the block succeeds."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent
-    )
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def write_image(path: str | Path, image_bgr: np.ndarray) -> Path:
@@ -38,6 +20,7 @@ def write_image(path: str | Path, image_bgr: np.ndarray) -> Path:
     ok, encoded = cv2.imencode(path.suffix or ".jpg", image_bgr)
     if not ok:
         raise PredictInputError(f"{path}: OpenCV cannot encode this image format")
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
         temporary.write_bytes(encoded.tobytes())
     return path

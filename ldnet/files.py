@@ -1,0 +1,26 @@
+"""Atomic file output: write beside the target, rename into place when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder, moved onto ``path`` only if the block
+    succeeds; removed otherwise. The temporary file keeps the target's suffix unless
+    ``suffix`` is given (OpenCV and others choose a format by it)."""
+    target = Path(path)
+    suffix = target.suffix if suffix is None else suffix
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
