@@ -458,3 +458,26 @@ def test_video_writer_leaves_nothing_when_interrupted(tmp_path):
 def test_source_errors_are_predict_input_errors(tmp_path):
     with pytest.raises(SourceError, match="no such file, folder or camera"):
         open_source(tmp_path / "missing.mp4")
+
+
+def test_builtin_detector_or_a_clear_fallback(checkpoint, tmp_path, capsys):
+    """OpenCV 4 has the HOG people detector; OpenCV 5 dropped it, and then `ldnet predict`
+    without boxes says so and takes each frame as one person."""
+    from ldnet.predict import HogPersonDetector, hog_available
+
+    image_path = tmp_path / "a.png"
+    cv2.imwrite(str(image_path), np.zeros((200, 150, 3), np.uint8))
+    code, stdout, err = run_cli(
+        capsys, "predict", image_path, "--weights", checkpoint, "--output", tmp_path / "out",
+        "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    if hog_available():
+        boxes, scores = HogPersonDetector()(np.zeros((200, 150, 3), np.uint8))
+        assert boxes.shape == (0, 4) and scores.shape == (0,)
+        assert "1 frame(s), 0 people" in stdout
+    else:
+        with pytest.raises(DetectorError, match="has no HOG people detector"):
+            HogPersonDetector()
+        assert "each frame is taken as one person" in only_line(err)
+        assert "1 frame(s), 1 people" in stdout
