@@ -29,7 +29,7 @@ from ldnet.data.keypoints import COCO
 
 from .scene import PersonAnnotation, SceneConfig, render_scene
 
-GENERATOR_VERSION = 1  # bump when the pictures change, so cached datasets are remade
+GENERATOR_VERSION = 2  # bump when the pictures change, so cached datasets are remade
 MANIFEST = "synthetic.json"
 DETECTIONS = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
 # Val ids start here, so they never collide with train ids (COCO's splits do not share ids)

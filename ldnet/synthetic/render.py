@@ -6,10 +6,11 @@ own limbs hide each other as they would in a photograph. Every part is also draw
 binary mask: the person's silhouette, used for occlusion by later people, the bounding box
 and the COCO ``area``.
 
-Left/right cue: the limbs on the person's left side are drawn in a lighter shade of their
-colour and those on the right side in a darker one (as if lit from the person's left). It is
-the one consistent asymmetric cue, besides the face, that tells a back view from a front view,
-so swapping the flip pairs is a real error a model has to learn to avoid.
+Left and right limbs are drawn alike. A person-frame cue (say, left limbs lighter) would not
+survive a mirror: the mirror image of such a person is not such a person, so flip
+augmentation and the flip test would teach and ask the opposite of the labels. As in
+photographs, left and right follow from the face (front or back view), the depth order of the
+limbs and the pose.
 """
 
 from __future__ import annotations
@@ -90,13 +91,6 @@ def random_colour(rng: np.random.Generator, max_value: int = 255) -> Colour:
         dtype=np.uint8,
     )
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
-
-
-def side_shade(colour: Colour, side: float) -> Colour:
-    """The left/right cue: lighter on the person's left (side > 0), darker on the right."""
-    c = np.asarray(colour, dtype=np.float64)
-    shaded = c * 0.6 + 255 * 0.4 if side > 0 else c * 0.62
-    return tuple(int(round(v)) for v in shaded)
 
 
 def darker(colour: Colour, factor: float = 0.45) -> Colour:
@@ -228,16 +222,14 @@ def body_parts(pb: PlacedBody, look: Appearance) -> list[Part]:
         depth = (z[P[a]] + z[P[b]]) / 2 + behind
         parts.append(Part(depth, "capsule", (xy[P[a]], xy[P[b]]), WIDTHS[width_key], colour))
 
-    for name, side in SIDES:
-        sleeve = side_shade(look.shirt, side)
-        skin = side_shade(look.skin, side)
-        leg = side_shade(look.pants, side)
+    sleeve, skin, leg = look.shirt, look.skin, look.pants
+    for name, _ in SIDES:
         capsule(f"{name}_shoulder", f"{name}_elbow", "upper_arm", sleeve)
         capsule(f"{name}_elbow", f"{name}_wrist", "forearm", sleeve if look.long_sleeves else skin)
         capsule(f"{name}_wrist", f"{name}_hand", "hand", skin)
         capsule(f"{name}_hip", f"{name}_knee", "thigh", leg)
         capsule(f"{name}_knee", f"{name}_ankle", "shin", leg if look.long_pants else skin)
-        capsule(f"{name}_ankle", f"{name}_toe", "foot", side_shade(look.shoes, side))
+        capsule(f"{name}_ankle", f"{name}_toe", "foot", look.shoes)
     shirt, pants, torso_depth = torso_hulls(pb)
     # Limbs at the torso's own depth (arms hanging at the sides) go in front of it.
     parts.append(Part(torso_depth + 0.025, "hull", (pants,), colour=look.pants))
