@@ -20,6 +20,7 @@ DEMO_DETECTIONS = "person_detection_results/COCO_val2017_detections_AP_H_56_pers
 
 
 def demo_config(data_root: Path, epochs: int, model: str) -> dict:
+    """The demo's recipe: what learns most in a few CPU minutes (README "Demo")."""
     return {
         "name": "demo",
         "model": {"name": model},
@@ -27,7 +28,11 @@ def demo_config(data_root: Path, epochs: int, model: str) -> dict:
             "dataset": "coco",
             "root": str(data_root),
             "input_size": [128, 96],
-            "sigma": 2.0,
+            # Heatmaps are 32x24 here, half of HRNet's 64x48, so its sigma 2 would be twice
+            # as blurred relative to the person: the loss then barely notices a one-pixel
+            # miss. Sharp targets tripled the AP after 5 epochs (sigma 2: 0.05, 1: 0.14,
+            # 0.75: 0.18).
+            "sigma": 0.75,
             "workers": 2,
             "augment": {"scale_factor": 0.25, "rotation_factor_deg": 30.0, "half_body_prob": 0.0},
         },
@@ -46,10 +51,10 @@ def demo_config(data_root: Path, epochs: int, model: str) -> dict:
 
 def run_demo(
     run_dir: Path,
-    epochs: int = 6,
-    num_train: int = 400,
-    num_val: int = 100,
-    model: str = "ldnet",
+    epochs: int = 10,
+    num_train: int = 1200,
+    num_val: int = 200,
+    model: str = "ldnet_s",
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, float]:

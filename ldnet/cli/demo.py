@@ -19,10 +19,12 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--output", type=Path, default=Path("runs"), help="parent of the run folder"
     )
-    parser.add_argument("--epochs", type=positive_int, default=6)
-    parser.add_argument("--train-images", type=positive_int, default=400)
-    parser.add_argument("--val-images", type=positive_int, default=100)
-    parser.add_argument("--model", default="ldnet")
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--train-images", type=positive_int, default=1200)
+    parser.add_argument("--val-images", type=positive_int, default=200)
+    parser.add_argument(
+        "--model", default="ldnet_s", help="preset (default ldnet_s: LDNet sized for CPU minutes)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)

@@ -43,8 +43,25 @@ LDNET = NetworkSpec(
     description="LDNet: light stem, LD blocks in the parallel branches, keypoint refinement",
 )
 
+# The same design scaled down for CPU-minute budgets (the demo, quick experiments): one module
+# per stage, two blocks per branch, two thirds of the widths, a one-block stem and KRM. Not a
+# model of the paper; its job is to learn something useful in minutes on two CPU cores.
+LDNET_S = NetworkSpec(
+    stem=StemSpec(kind="light", width=16, out_channels=32, num_blocks=1),
+    stages=(
+        StageSpec(1, (2, 2), (32, 48), ("basic", "ld")),
+        StageSpec(1, (2, 2, 2), (32, 48, 96), ("basic", "ld", "ld")),
+        StageSpec(1, (2, 2, 2, 2), (32, 48, 96, 160), ("basic", "ld", "ld", "ld")),
+    ),
+    head=HeadSpec(kind="krm", width=32, num_blocks=1),
+    fusion="light",
+    dynamic=True,
+    description="LDNet-S: LDNet scaled down for CPU-minute budgets (demo, quick experiments)",
+)
+
 PRESETS: dict[str, NetworkSpec] = {
     "ldnet": LDNET,
+    "ldnet_s": LDNET_S,
     "hrnet_w32": HRNET_W32,
     # Ablations of the paper's study, each one switch away from `ldnet`.
     "ldnet_static": replace(

@@ -157,6 +157,17 @@ POSE_STYLES = ("stand", "walk", "reach", "free", "crouch")
 POSE_STYLE_PROBS = (0.2, 0.25, 0.2, 0.25, 0.1)
 
 
+def sample_yaw(rng: np.random.Generator) -> float:
+    """Degrees; 0 faces the camera. Photographs mostly show people facing the camera, some
+    from behind, and the rest at any angle; COCO's annotations lean the same way."""
+    pick = rng.random()
+    if pick < 0.6:
+        return float(rng.normal(0.0, 35.0)) % 360.0
+    if pick < 0.75:
+        return float(rng.normal(180.0, 35.0)) % 360.0
+    return float(rng.uniform(0.0, 360.0))
+
+
 def sample_pose(rng: np.random.Generator) -> PoseAngles:
     """Joint angles from one of a few styles, so that both everyday poses (standing,
     walking) and unusual ones (arms overhead, crouching, anything within joint limits)
@@ -186,7 +197,7 @@ def sample_pose(rng: np.random.Generator) -> PoseAngles:
             legs[name] = LimbAngles(u(5, 35), u(50, 110), u(80, 140))
     # Elbows fold mostly forward; the random part lets the forearm leave the body's plane.
     hints = {name: FORWARD + rng.normal(0.0, 0.7, 3) for name, _ in SIDES}
-    yaw = u(0, 360)
+    yaw = sample_yaw(rng)
     return PoseAngles(
         yaw_deg=yaw,
         torso_pitch_deg=u(10, 45) if style == "crouch" else rng.normal(0, 8),
