@@ -28,3 +28,16 @@ def test_demo_runs_end_to_end(tmp_path):
     assert len(pictures) == 3 and cv2.imread(str(pictures[0])) is not None
     assert (run_dir / "train" / "last.pt").is_file()
     assert json.loads((run_dir / "test" / "results.json").read_text())  # people were found
+
+
+def test_demo_recipe_matches_its_config_file():
+    from pathlib import Path
+
+    from ldnet.config import config_from_dict, config_to_dict, load_config
+    from ldnet.demo import demo_config
+
+    shipped = load_config(Path(__file__).parents[1] / "configs" / "synthetic_ldnet_s_128x96.yaml")
+    demo = config_from_dict(
+        {**demo_config(Path("runs/synthetic"), 10, "ldnet_s"), "name": shipped.name}
+    )
+    assert config_to_dict(demo) == config_to_dict(shipped)

@@ -391,7 +391,15 @@ def test_image_smaller_than_the_crop_is_processed_with_a_note(checkpoint, tmp_pa
     cv2.imwrite(str(image_path), np.full((20, 30, 3), 128, np.uint8))
     out = tmp_path / "out"
     code, stdout, err = run_cli(
-        capsys, "predict", image_path, "--weights", checkpoint, "--output", out, "--quiet"
+        capsys,
+        "predict",
+        image_path,
+        "--weights",
+        checkpoint,
+        "--output",
+        out,
+        "--whole-image",
+        "--quiet",
     )
     assert code == 0 and "1 frame(s), 1 people" in stdout
     assert "tiny.png: 30x20 image is smaller than the 64x64 network input" in err
