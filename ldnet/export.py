@@ -9,13 +9,13 @@ runs the file must reproduce them; ``ldnet.predict.PoseEstimator`` does.
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .files import atomic_path
 from .models.fuse import fuse_for_inference
 from .models.ldconv import set_ldconv_execution
 
@@ -50,8 +50,7 @@ def export_onnx(
     path = Path(path)
     exportable = exportable_model(model)
     images = torch.zeros(2, 3, *input_size)
-    partial = path.with_name(path.name + ".partial")
-    try:
+    with atomic_path(path) as partial:
         with warnings.catch_warnings():
             # The TorchScript-based exporter is deprecated in favour of torch.export, but it
             # is ten times faster here and needs no extra dependency (onnxscript).
@@ -71,9 +70,6 @@ def export_onnx(
             )
         if metadata:
             _add_metadata(partial, metadata)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

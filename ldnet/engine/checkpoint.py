@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ldnet.files import atomic_path
 
 FORMAT = "ldnet-checkpoint-1"
 
@@ -28,16 +29,10 @@ def atomic_save(obj, path: str | Path) -> Path:
     ``path``: a crash at any point leaves either the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, temporary.open("wb") as file:
+        torch.save(obj, file)
+        file.flush()
+        os.fsync(file.fileno())
     return path
 
 
@@ -63,6 +58,21 @@ def model_state(data: dict) -> dict[str, torch.Tensor]:
         raise CheckpointError("checkpoint holds no model state dict")
     # Weights saved from a DistributedDataParallel wrapper carry a "module." prefix.
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_weights_strict(model: nn.Module, data: dict, source: str, name: str) -> nn.Module:
+    """All of the checkpoint's weights into ``model`` (preset ``name``), or one line saying
+    why they do not fit."""
+    try:
+        model.load_state_dict(model_state(data), strict=True)
+    except RuntimeError as error:
+        lines = str(error).strip().splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        joints = model.spec.num_joints
+        raise CheckpointError(
+            f"{source}: weights do not fit model {name!r} with {joints} joints ({detail})"
+        ) from None
+    return model
 
 
 def check_compatible(data: dict, model_name: str, num_joints: int, source: str) -> None:

@@ -107,13 +107,23 @@ def predict_dataset(
     return predictions
 
 
+def joint_scores(keypoints: np.ndarray, in_vis_threshold: float) -> np.ndarray:
+    """(N, K, 3) -> (N,): mean confidence of each person's joints above the threshold
+    (0 for a person with none)."""
+    confidences = keypoints[..., 2]
+    confident = confidences > in_vis_threshold
+    count = confident.sum(axis=-1)
+    total = (confidences * confident).sum(axis=-1)
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+
+
 def rescore(predictions: list[PersonPrediction], in_vis_threshold: float) -> None:
     """score = box score x mean confidence of the joints above ``in_vis_threshold``."""
-    for person in predictions:
-        confidences = person.keypoints[:, 2]
-        confident = confidences[confidences > in_vis_threshold]
-        joint_score = float(confident.mean()) if len(confident) else 0.0
-        person.score = joint_score * person.box_score
+    if not predictions:
+        return
+    scores = joint_scores(np.stack([p.keypoints for p in predictions]), in_vis_threshold)
+    for person, joint_score in zip(predictions, scores, strict=True):
+        person.score = float(joint_score) * person.box_score
 
 
 def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
@@ -129,6 +139,22 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> 
     return np.exp(-squared / scale).mean(-1)
 
 
+def oks_nms_indices(
+    keypoints: np.ndarray, areas: np.ndarray, scores: np.ndarray, sigmas, threshold: float
+) -> list[int]:
+    """Greedy OKS-NMS over the people of one image: indices kept, best score first."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    overlap = oks_matrix(keypoints[order], np.asarray(areas)[order], sigmas)
+    suppressed = np.zeros(len(order), bool)
+    kept = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        kept.append(int(order[i]))
+        suppressed |= overlap[i] > threshold
+    return kept
+
+
 def oks_nms(
     predictions: list[PersonPrediction], sigmas: np.ndarray, threshold: float
 ) -> list[PersonPrediction]:
@@ -138,17 +164,10 @@ def oks_nms(
         by_image[person.image_id].append(person)
     kept = []
     for people in by_image.values():
-        order = np.argsort([-p.score for p in people], kind="stable")
-        people = [people[i] for i in order]
         keypoints = np.stack([p.keypoints for p in people])
         areas = np.array([p.area for p in people])
-        overlap = oks_matrix(keypoints, areas, sigmas)
-        suppressed = np.zeros(len(people), bool)
-        for i in range(len(people)):
-            if suppressed[i]:
-                continue
-            kept.append(people[i])
-            suppressed |= overlap[i] > threshold
+        scores = np.array([p.score for p in people])
+        kept += [people[i] for i in oks_nms_indices(keypoints, areas, scores, sigmas, threshold)]
     return kept
 
 

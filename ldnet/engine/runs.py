@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
+
+from ldnet.files import atomic_path
 
 
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
@@ -23,13 +23,7 @@ def new_run_dir(output_dir: str | Path, name: str) -> Path:
 
 def write_json_atomic(path: str | Path, data) -> Path:
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(data, file, indent=2)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, temporary.open("w") as file:
+        json.dump(data, file, indent=2)
+        file.write("\n")
     return path

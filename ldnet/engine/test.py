@@ -10,7 +10,7 @@ import torch
 from ldnet.config import ExperimentConfig
 from ldnet.models import build_model
 
-from .checkpoint import check_compatible, load_checkpoint, model_state
+from .checkpoint import check_compatible, load_checkpoint, load_weights_strict
 from .data import codec_of, test_dataset
 from .inference import evaluate_predictions, predict_dataset
 from .runs import write_json_atomic
@@ -19,17 +19,9 @@ from .runs import write_json_atomic
 def load_model_for_test(config: ExperimentConfig, weights: Path, num_joints: int, device):
     state = load_checkpoint(weights)
     check_compatible(state, config.model.name, num_joints, str(weights))
-    model = build_model(config.model.name, num_joints)
-    try:
-        model.load_state_dict(model_state(state))
-    except RuntimeError as error:
-        from .checkpoint import CheckpointError
-
-        first = str(error).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{weights}: weights do not fit model {config.model.name!r} with "
-            f"{num_joints} joints ({first})"
-        ) from None
+    model = load_weights_strict(
+        build_model(config.model.name, num_joints), state, str(weights), config.model.name
+    )
     model.to(device).eval()
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)

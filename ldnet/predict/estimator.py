@@ -17,7 +17,7 @@ from ldnet.data.codecs import build_codec, flip_back
 from ldnet.data.dataset import prepare_crops
 from ldnet.data.images import ImageError, read_image
 from ldnet.data.keypoints import KeypointSet
-from ldnet.engine.inference import PersonPrediction, decode_to_image, oks_nms
+from ldnet.engine.inference import decode_to_image, joint_scores, oks_nms_indices
 
 from .backends import BACKENDS, OnnxRuntimeBackend, TorchBackend
 from .boxes import check_boxes, whole_image_box
@@ -159,25 +159,16 @@ class PoseEstimator:
             return Poses(np.zeros((0, joints, 3)), np.zeros(0), boxes, box_scores)
         crops, centers, scales = prepare_crops(image_bgr, boxes, self.input_size)
         keypoints = decode_to_image(self.heatmaps(crops), self.codec, centers, scales)
-        confidences = keypoints[:, :, 2]
-        confident = confidences > self.in_vis_threshold
-        count = confident.sum(axis=1)
-        joint_score = np.where(
-            count > 0, (confidences * confident).sum(axis=1) / np.maximum(count, 1), 0.0
-        )
-        return Poses(keypoints, joint_score * box_scores, boxes, box_scores)
+        scores = joint_scores(keypoints, self.in_vis_threshold) * box_scores
+        return Poses(keypoints, scores, boxes, box_scores)
 
 
 def oks_suppress(poses: Poses, keypoint_set: KeypointSet, threshold: float = 0.9) -> Poses:
     """Drop duplicate detections of one person (OKS-NMS, as ``ldnet test`` does)."""
     if len(poses) < 2:
         return poses
-    people = [
-        PersonPrediction(0, kp, float(bs), float(box[2] * box[3]), box[:2], box[2:], float(s))
-        for kp, bs, box, s in zip(
-            poses.keypoints, poses.box_scores, poses.boxes, poses.scores, strict=True
-        )
-    ]
-    kept = oks_nms(people, np.asarray(keypoint_set.sigmas), threshold)
-    index = [next(i for i, p in enumerate(people) if p is k) for k in kept]
-    return poses.select(np.array(index, dtype=int))
+    areas = poses.boxes[:, 2] * poses.boxes[:, 3]
+    kept = oks_nms_indices(
+        poses.keypoints, areas, poses.scores, np.asarray(keypoint_set.sigmas), threshold
+    )
+    return poses.select(np.array(kept, dtype=int))

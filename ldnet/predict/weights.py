@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ldnet.data.keypoints import KEYPOINT_SETS, KeypointSet
-from ldnet.engine.checkpoint import CheckpointError, load_checkpoint, model_state
+from ldnet.engine.checkpoint import CheckpointError, load_checkpoint, load_weights_strict
 from ldnet.models import PRESETS, build_model
 
 
@@ -93,16 +93,7 @@ def load_model(
     source = str(path)
     data = load_checkpoint(path)
     info = info_from_checkpoint(data, source).check(source, expect_dataset)
-    model = build_model(info.name, info.num_joints)
-    state = model_state(data)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        raise CheckpointError(
-            f"{source}: weights do not fit model {info.name!r} with {info.num_joints} joints "
-            f"({first[1].strip() if len(first) > 1 else first[0]})"
-        ) from None
+    model = load_weights_strict(build_model(info.name, info.num_joints), data, source, info.name)
     return model.eval(), info
 
 
