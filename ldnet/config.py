@@ -16,9 +16,10 @@ from pathlib import Path
 import yaml
 
 from ldnet.data.transforms import AugmentConfig
+from ldnet.errors import LDNetError
 
 
-class ConfigError(ValueError):
+class ConfigError(LDNetError, ValueError):
     """A config file or override that does not fit the schema."""
 
 

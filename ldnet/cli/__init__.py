@@ -2,8 +2,9 @@
 
 Each sub-command module exposes ``register(subparsers)``, which adds its parser and sets
 ``run`` (a function of the parsed arguments returning an exit code) as the default.
-Bad input raises ``CLIError`` (or fails argument parsing) and is reported as one line
-naming the input and the problem, with exit code 2 and no traceback.
+Bad input raises an ``LDNetError`` (``CLIError`` here, or the library's own subclass) or
+fails argument parsing, and is reported as one line naming the input and the problem, with
+exit code 2 and no traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import argparse
 import importlib
 import sys
 
-from .common import CLIError, OneLineErrorParser
+from ldnet.errors import LDNetError
+
+from .common import OneLineErrorParser
 
 # Sub-command modules, in the order `ldnet --help` lists them.
 COMMAND_MODULES = (
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except CLIError as error:
+    except LDNetError as error:  # bad input, from any module: one line, exit 2
         print(f"ldnet {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

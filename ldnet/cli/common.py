@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ldnet.errors import LDNetError
 
-class CLIError(Exception):
+
+class CLIError(LDNetError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
@@ -49,29 +51,3 @@ def model_choice(parser: argparse.ArgumentParser, flag: str = "--model", **kwarg
     from ldnet.models import PRESETS
 
     parser.add_argument(flag, choices=list(PRESETS), metavar="NAME", **kwargs)
-
-
-def user_errors():
-    """Context manager: library errors caused by user input -> ``CLIError`` (one line)."""
-    import contextlib
-
-    from ldnet.config import ConfigError
-    from ldnet.data.readers import DataError
-    from ldnet.engine.checkpoint import CheckpointError
-    from ldnet.evaluation import EvaluationInputError
-    from ldnet.predict.errors import PredictInputError
-
-    @contextlib.contextmanager
-    def convert():
-        try:
-            yield
-        except (
-            ConfigError,
-            DataError,
-            CheckpointError,
-            EvaluationInputError,
-            PredictInputError,
-        ) as error:
-            raise CLIError(str(error)) from None
-
-    return convert()

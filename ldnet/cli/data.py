@@ -29,7 +29,7 @@ def _add_source_arguments(parser: argparse.ArgumentParser, split_default: str | 
 
 
 def _load(args, **kwargs):
-    from ldnet.data.readers import DataError, read_dataset, seed_paths
+    from ldnet.data.readers import read_dataset, seed_paths
 
     if args.ann is None or args.images is None:
         if args.root is None:
@@ -45,10 +45,7 @@ def _load(args, **kwargs):
     if not Path(images).is_dir():
         raise CLIError(f"{images}: image folder not found")
     size = args.input_size or DEFAULT_SIZE[args.dataset]
-    try:
-        return read_dataset(args.dataset, ann, images, input_size=size, **kwargs), size
-    except DataError as error:
-        raise CLIError(str(error)) from None
+    return read_dataset(args.dataset, ann, images, input_size=size, **kwargs), size
 
 
 def run_check(args) -> int:
@@ -101,7 +98,6 @@ def run_show(args) -> int:
 
     from ldnet.data.codecs import build_codec
     from ldnet.data.dataset import TopDownDataset
-    from ldnet.data.readers import DataError
     from ldnet.data.transforms import AugmentConfig
     from ldnet.data.visualize import draw_sample, grid
 
@@ -113,16 +109,13 @@ def run_show(args) -> int:
     data = TopDownDataset(annotations, codec, augment=AugmentConfig(), seed=args.seed)
     order = np.random.default_rng(args.seed).permutation(len(data))
     tiles = []
-    try:
-        for i in range(args.count):
-            image, target, weight, _ = data[int(order[i % len(data)])]
-            tiles.append(
-                draw_sample(
-                    image.numpy(), target.numpy(), weight.numpy(), annotations.keypoint_set, codec
-                )
+    for i in range(args.count):
+        image, target, weight, _ = data[int(order[i % len(data)])]
+        tiles.append(
+            draw_sample(
+                image.numpy(), target.numpy(), weight.numpy(), annotations.keypoint_set, codec
             )
-    except DataError as error:
-        raise CLIError(str(error)) from None
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(args.out), grid(tiles, args.columns)):
         raise CLIError(f"{args.out}: cannot write the PNG")
@@ -132,7 +125,7 @@ def run_show(args) -> int:
 
 def run_bench(args) -> int:
     from ldnet.data import benchmark
-    from ldnet.data.readers import DataError, seed_paths
+    from ldnet.data.readers import seed_paths
 
     if args.ann is None or args.images is None:
         if args.root is None or args.split is None:
@@ -146,7 +139,7 @@ def run_bench(args) -> int:
         result = benchmark.run(
             args.dataset, ann, images, input_size=size, codec=args.codec, samples=args.samples
         )
-    except (DataError, ValueError) as error:
+    except ValueError as error:  # an unknown codec or dataset name
         raise CLIError(str(error)) from None
     if args.json:
         print(json.dumps(result, indent=2))

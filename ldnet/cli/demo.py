@@ -35,19 +35,18 @@ def run(args) -> int:
     from ldnet.engine.runs import new_run_dir
     from ldnet.models import PRESETS
 
-    from .common import CLIError, user_errors
+    from .common import CLIError
 
     if args.model not in PRESETS:
         raise CLIError(f"unknown model {args.model!r}; choose from {', '.join(PRESETS)}")
-    with user_errors():
-        run_dir = new_run_dir(args.output, "demo")
-        run_demo(
-            run_dir,
-            epochs=args.epochs,
-            num_train=args.train_images,
-            num_val=args.val_images,
-            model=args.model,
-            seed=args.seed,
-            progress=not args.quiet,
-        )
+    run_dir = new_run_dir(args.output, "demo")
+    run_demo(
+        run_dir,
+        epochs=args.epochs,
+        num_train=args.train_images,
+        num_val=args.val_images,
+        model=args.model,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     return 0

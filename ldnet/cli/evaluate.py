@@ -6,8 +6,6 @@ import json
 import warnings
 from pathlib import Path
 
-from .common import CLIError
-
 FORMATS = {
     "coco": "COCO keypoint results JSON vs person_keypoints_*.json",
     "crowdpose": "COCO keypoint results JSON (14 joints) vs crowdpose_*.json",
@@ -41,7 +39,7 @@ def register(subparsers) -> None:
 
 
 def evaluate_files(dataset: str, ann: Path, results: Path):
-    """The metrics of a predictions file; library errors come back as ``CLIError``."""
+    """The metrics of a predictions file (bad files raise ``EvaluationInputError``)."""
     from ldnet.data.keypoints import KEYPOINT_SETS
     from ldnet.evaluation import (
         EvaluationInputError,
@@ -52,17 +50,14 @@ def evaluate_files(dataset: str, ann: Path, results: Path):
         read_mpii_preds,
     )
 
-    try:
-        if not ann.is_file():
-            raise EvaluationInputError(f"annotation file {ann} does not exist")
-        if dataset == "mpii":
-            preds, one_based = read_mpii_preds(results)
-            return evaluate_mpii(preds, ann, one_based=one_based)
-        entries = read_coco_results(results, KEYPOINT_SETS[dataset].num_joints)
-        evaluate = evaluate_coco if dataset == "coco" else evaluate_crowdpose
-        return evaluate(entries, ann, source=f"results file {results}")
-    except EvaluationInputError as error:
-        raise CLIError(str(error)) from None
+    if not ann.is_file():
+        raise EvaluationInputError(f"annotation file {ann} does not exist")
+    if dataset == "mpii":
+        preds, one_based = read_mpii_preds(results)
+        return evaluate_mpii(preds, ann, one_based=one_based)
+    entries = read_coco_results(results, KEYPOINT_SETS[dataset].num_joints)
+    evaluate = evaluate_coco if dataset == "coco" else evaluate_crowdpose
+    return evaluate(entries, ann, source=f"results file {results}")
 
 
 def run(args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import CLIError, input_size, model_choice, positive_int, user_errors
+from .common import CLIError, input_size, model_choice, positive_int
 
 
 def register(subparsers) -> None:
@@ -63,19 +63,18 @@ def run(args) -> int:
     from ldnet.models import build_model
     from ldnet.predict.weights import ModelInfo, load_model
 
-    with user_errors():
-        if args.weights is not None:
-            if args.input is not None:
-                raise CLIError("--input goes with --model; a checkpoint names its input size")
-            model, info = load_model(args.weights, args.dataset)
-        else:
-            dataset = args.dataset or "coco"
-            joints = KEYPOINT_SETS[dataset].num_joints
-            info = ModelInfo(args.model, joints, dataset, args.input or (256, 192))
-            model = build_model(args.model, joints).eval()
-        if not args.output.parent.is_dir():
-            raise CLIError(f"{args.output}: folder {args.output.parent} does not exist")
-        path = export_onnx(model, args.output, info.input_size, args.opset, info.to_metadata())
+    if args.weights is not None:
+        if args.input is not None:
+            raise CLIError("--input goes with --model; a checkpoint names its input size")
+        model, info = load_model(args.weights, args.dataset)
+    else:
+        dataset = args.dataset or "coco"
+        joints = KEYPOINT_SETS[dataset].num_joints
+        info = ModelInfo(args.model, joints, dataset, args.input or (256, 192))
+        model = build_model(args.model, joints).eval()
+    if not args.output.parent.is_dir():
+        raise CLIError(f"{args.output}: folder {args.output.parent} does not exist")
+    path = export_onnx(model, args.output, info.input_size, args.opset, info.to_metadata())
     height, width = info.input_size
     print(
         f"wrote {path}: {info.name}, {info.dataset} ({info.num_joints} joints), "

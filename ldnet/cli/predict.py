@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import CLIError, positive_int, user_errors
+from .common import CLIError, positive_int
 
 
 def _box(text: str) -> list[float]:
@@ -132,30 +132,29 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    with user_errors():
-        source = open_source(args.source)
-        estimator = PoseEstimator.from_weights(
-            args.weights,
-            backend=args.backend,
-            dataset=args.dataset,
-            threads=args.threads,
-            device=args.device,
-            flip=not args.no_flip,
-        )
-        provider = box_provider(args)
-        estimator.warm_up()
-        smoother = None
-        if args.smooth and source.kind != "image":
-            smoother = PoseSmoother(args.smooth_min_cutoff, args.smooth_beta)
-        options = PredictOptions(
-            output_dir=args.output,
-            overlay=not args.no_overlay,
-            threshold=args.threshold,
-            smoother=smoother,
-            max_frames=args.max_frames,
-            progress=not args.quiet,
-        )
-        summary = predict_source(estimator, source, provider, options)
+    source = open_source(args.source)
+    estimator = PoseEstimator.from_weights(
+        args.weights,
+        backend=args.backend,
+        dataset=args.dataset,
+        threads=args.threads,
+        device=args.device,
+        flip=not args.no_flip,
+    )
+    provider = box_provider(args)
+    estimator.warm_up()
+    smoother = None
+    if args.smooth and source.kind != "image":
+        smoother = PoseSmoother(args.smooth_min_cutoff, args.smooth_beta)
+    options = PredictOptions(
+        output_dir=args.output,
+        overlay=not args.no_overlay,
+        threshold=args.threshold,
+        smoother=smoother,
+        max_frames=args.max_frames,
+        progress=not args.quiet,
+    )
+    summary = predict_source(estimator, source, provider, options)
     for name, reason in summary.skipped:
         print(f"skipped {name}: {reason}", file=sys.stderr)
     for note in summary.notes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import CLIError, user_errors
+from .common import CLIError
 from .train import add_config_arguments
 
 
@@ -41,22 +41,21 @@ def run(args) -> int:
     from ldnet.engine.test import test
     from ldnet.evaluation import format_metrics_table, metrics_to_json
 
-    with user_errors():
-        if (args.ann is None) != (args.images is None):
-            raise CLIError("--ann and --images go together")
-        files = (args.ann, args.images) if args.ann else None
-        config = load_config(args.config, args.overrides)
-        run_dir = args.run_dir or new_run_dir(config.output_dir, f"{config.name}-test")
-        metrics = test(
-            config,
-            args.weights,
-            run_dir,
-            args.split,
-            args.detections,
-            args.device,
-            progress=not (args.quiet or args.json),
-            files=files,
-        )
+    if (args.ann is None) != (args.images is None):
+        raise CLIError("--ann and --images go together")
+    files = (args.ann, args.images) if args.ann else None
+    config = load_config(args.config, args.overrides)
+    run_dir = args.run_dir or new_run_dir(config.output_dir, f"{config.name}-test")
+    metrics = test(
+        config,
+        args.weights,
+        run_dir,
+        args.split,
+        args.detections,
+        args.device,
+        progress=not (args.quiet or args.json),
+        files=files,
+    )
     if args.json:
         print(json.dumps(metrics_to_json(metrics)))
     else:

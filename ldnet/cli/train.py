@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .common import CLIError, user_errors
+from .common import CLIError
 
 
 def add_config_arguments(parser) -> None:
@@ -38,30 +38,26 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ldnet.config import load_config
     from ldnet.engine.runs import new_run_dir
-    from ldnet.engine.train import TrainingDiverged, train
+    from ldnet.engine.train import train
 
-    with user_errors():
-        config = load_config(args.config, args.overrides)
-        main_process = int(os.environ.get("RANK", "0")) == 0
-        resume = args.resume
-        if args.run_dir is not None:
-            run_dir = args.run_dir
-            if resume is None and (run_dir / "last.pt").exists():
-                resume = run_dir / "last.pt"
-        elif resume is not None:
-            run_dir = resume.parent
-        elif main_process:
-            run_dir = new_run_dir(config.output_dir, config.name)
-        else:
-            raise CLIError("with several processes, give --run-dir (shared by all of them)")
-        if resume is not None and not resume.exists():
-            raise CLIError(f"--resume: no such checkpoint {str(resume)!r}")
-        if main_process:
-            print(f"run folder: {run_dir}")
-        try:
-            metrics = train(config, run_dir, resume, args.device, progress=not args.quiet)
-        except TrainingDiverged as error:
-            raise CLIError(str(error)) from None
+    config = load_config(args.config, args.overrides)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    resume = args.resume
+    if args.run_dir is not None:
+        run_dir = args.run_dir
+        if resume is None and (run_dir / "last.pt").exists():
+            resume = run_dir / "last.pt"
+    elif resume is not None:
+        run_dir = resume.parent
+    elif main_process:
+        run_dir = new_run_dir(config.output_dir, config.name)
+    else:
+        raise CLIError("with several processes, give --run-dir (shared by all of them)")
+    if resume is not None and not resume.exists():
+        raise CLIError(f"--resume: no such checkpoint {str(resume)!r}")
+    if main_process:
+        print(f"run folder: {run_dir}")
+    metrics = train(config, run_dir, resume, args.device, progress=not args.quiet)
     if main_process and metrics:
         from ldnet.evaluation import format_metrics_table
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ldnet.errors import LDNetError
 
-class ImageError(Exception):
+
+class ImageError(LDNetError):
     """An image that cannot be used: missing, unreadable, corrupt or truncated."""
 
 

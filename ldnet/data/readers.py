@@ -26,11 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ldnet.errors import LDNetError
+
 from .keypoints import COCO, CROWDPOSE, KEYPOINT_SETS, MPII, KeypointSet
 from .transforms import PADDING, PIXEL_STD, box_to_center_scale
 
 
-class DataError(Exception):
+class DataError(LDNetError):
     """A fatal data problem; the message names the file and the reason."""
 
 

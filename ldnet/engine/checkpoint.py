@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ldnet.errors import LDNetError
 from ldnet.files import atomic_path
 
 FORMAT = "ldnet-checkpoint-1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LDNetError, ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ldnet.config import ExperimentConfig, config_to_dict, save_config
 from ldnet.data.dataset import before_forking_workers, worker_init_fn
+from ldnet.errors import LDNetError
 from ldnet.models import build_model, set_attention_temperature
 
 from . import distributed
@@ -40,7 +41,7 @@ from .test import score_dataset
 MAIN_METRIC = {"coco": "AP", "crowdpose": "AP", "mpii": "Mean"}
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(LDNetError, RuntimeError):
     """The loss became NaN or infinite."""
 
 

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ldnet.errors import LDNetError
 from ldnet.files import atomic_path
 
 
-class EvaluationInputError(ValueError):
+class EvaluationInputError(LDNetError, ValueError):
     """A predictions or annotation file (or in-memory list) that cannot be evaluated."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ldnet.errors import LDNetError
 
-class PredictInputError(ValueError):
+
+class PredictInputError(LDNetError, ValueError):
     """Input that cannot be used; the message names the input and the problem."""
