@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ldnet.data.keypoints import COCO, CROWDPOSE, MPII, KeypointSet
+from ldnet.data.readers import PoseAnnotations, read_coco, read_crowdpose, read_mpii
 from ldnet.errors import LDNetError
 
 
@@ -23,6 +24,8 @@ class DatasetKind:
     keypoint_set: KeypointSet
     # (root, split) -> (annotation file, image folder) in the seed's layout (DESIGN.md, 5).
     layout: Callable[[Path, str], tuple[Path, Path]]
+    # (annotation file, image folder, **options) -> records (``ldnet.data.readers``).
+    read: Callable[..., PoseAnnotations]
     # (root, annotation file) -> the file the evaluator scores against.
     ground_truth: Callable[[Path, Path], Path]
     # COCO-style benchmarks score people (AP over OKS): detections are rescored and
@@ -39,13 +42,6 @@ class DatasetKind:
     def num_joints(self) -> int:
         return self.keypoint_set.num_joints
 
-    def read(self, annotation_file, image_dir, **kwargs):
-        """Records of an annotation file (``ldnet.data.readers``)."""
-        from ldnet.data import readers
-
-        reader = {"coco": readers.read_coco, "crowdpose": readers.read_crowdpose}
-        return reader.get(self.name, readers.read_mpii)(annotation_file, image_dir, **kwargs)
-
     def evaluate(self, predictions, ground_truth_file: Path, source: str = "results"):
         """Official metrics: ``predictions`` is a COCO results list (``scores_people``) or
         an (N, 16, 3) MPII array in our 0-based pixels."""
@@ -56,6 +52,18 @@ class DatasetKind:
         if self.name == "crowdpose":
             return evaluation.evaluate_crowdpose(predictions, ground_truth_file, source=source)
         return evaluation.evaluate_coco(predictions, ground_truth_file, source=source)
+
+    def evaluate_file(self, results_file: Path, ground_truth_file: Path):
+        """Official metrics of a saved submission: a COCO results json (``scores_people``),
+        or for MPII a ``pred.mat`` (1-based, as HRNet writes it) or a json of (N, 16, 2)
+        0-based joints."""
+        from ldnet import evaluation
+
+        if not self.scores_people:
+            preds, one_based = evaluation.read_mpii_preds(results_file)
+            return evaluation.evaluate_mpii(preds, ground_truth_file, one_based=one_based)
+        entries = evaluation.read_coco_results(results_file, self.num_joints)
+        return self.evaluate(entries, ground_truth_file, source=f"results file {results_file}")
 
     def write_predictions(self, path: Path, predictions) -> None:
         """The submission file, atomically: COCO results json or HRNet's ``pred.mat``."""
@@ -95,6 +103,7 @@ DATASETS: dict[str, DatasetKind] = {
             name="coco",
             keypoint_set=COCO,
             layout=_coco_layout,
+            read=read_coco,
             ground_truth=_annotation_file_itself,
             scores_people=True,
             prediction_file="results.json",
@@ -107,6 +116,7 @@ DATASETS: dict[str, DatasetKind] = {
             name="mpii",
             keypoint_set=MPII,
             layout=_mpii_layout,
+            read=read_mpii,
             ground_truth=_mpii_gt_valid,
             scores_people=False,
             prediction_file="pred.mat",
@@ -119,6 +129,7 @@ DATASETS: dict[str, DatasetKind] = {
             name="crowdpose",
             keypoint_set=CROWDPOSE,
             layout=_crowdpose_layout,
+            read=read_crowdpose,
             ground_truth=_annotation_file_itself,
             scores_people=True,
             prediction_file="results.json",

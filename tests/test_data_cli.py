@@ -22,13 +22,14 @@ def test_check_coco_mini_val_roundtrip(capsys):
             "coco",
             "--root",
             str(DATA / "coco-mini"),
-            "--split",
-            "val2017",
             "--json",
         ]
     )
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
+    # no --split: the dataset table's validation split
+    assert report["annotation_file"].endswith("annotations/person_keypoints_val2017.json")
+    assert report["has_ground_truth"] is True
     assert (report["images"], report["people"], report["people_with_keypoints"]) == (79, 118, 68)
     assert report["problems"] == [] and report["missing_images"] == 0
     dark, msra = report["roundtrip"]["dark"], report["roundtrip"]["msra"]

@@ -13,15 +13,11 @@ import torch
 from ldnet.data.codecs import build_codec
 from ldnet.data.dataset import TopDownDataset, prepare_crops
 from ldnet.data.images import ImageError, image_size, read_image
-from ldnet.data.readers import (
-    DataError,
-    read_coco,
-    read_crowdpose,
-    read_mpii,
-    read_mpii_gt,
-    seed_paths,
-)
+from ldnet.data.readers import DataError, read_coco, read_crowdpose, read_mpii
 from ldnet.data.transforms import AugmentConfig
+from ldnet.datasets import dataset_kind
+from ldnet.evaluation import EvaluationInputError, load_mpii_gt
+from ldnet.numbers import is_finite_number
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLES = DATA / "samples"
@@ -79,7 +75,7 @@ def test_every_real_image_reads_with_header_size():
 
 
 def test_coco_mini_train_dataset_yields_training_samples():
-    ann = read_coco(*seed_paths("coco", DATA / "coco-mini", "train2017"))
+    ann = read_coco(*dataset_kind("coco").layout(DATA / "coco-mini", "train2017"))
     assert ann.stats["images"] == 80 and len(ann) == 86
     data = TopDownDataset(ann, build_codec("msra"), augment=AugmentConfig(), seed=0)
     batch = torch.utils.data.default_collate([data[i] for i in range(4)])
@@ -179,8 +175,8 @@ def test_wrong_dataset_and_unreadable_files_are_fatal(tmp_path):
         read_mpii(SAMPLES / "coco/test_coco.json", SAMPLES / "mpii")
     bad_mat = tmp_path / "gt_valid.mat"
     bad_mat.write_bytes(b"not a mat file")
-    with pytest.raises(DataError, match="not a MATLAB"):
-        read_mpii_gt(bad_mat)
+    with pytest.raises(EvaluationInputError, match="not a MATLAB"):
+        load_mpii_gt(bad_mat)
 
 
 def test_zero_area_box_and_joint_outside_image(coco_copy):
@@ -229,7 +225,7 @@ def test_mpii_gt_valid_mat_roundtrip(tmp_path):
                 "lkne",
                 "lank",
                 "pelv",
-                "thrx",
+                "thor",
                 "neck",
                 "head",
                 "rwri",
@@ -252,9 +248,57 @@ def test_mpii_gt_valid_mat_roundtrip(tmp_path):
             "headboxes_src": np.ones((2, 2, 3)),
         },
     )
-    gt = read_mpii_gt(tmp_path / "gt_valid.mat")
-    assert gt.num_people == 3 and gt.dataset_joints[9] == "head"
-    np.testing.assert_array_equal(gt.pos_gt_src, pos)
+    gt = load_mpii_gt(tmp_path / "gt_valid.mat")
+    assert gt.joints_px.shape == (3, 16, 2) and gt.joint_names[9] == "head"
+    np.testing.assert_array_equal(gt.joints_px, pos.transpose(2, 0, 1))
     savemat(tmp_path / "partial.mat", {"pos_gt_src": pos})
-    with pytest.raises(DataError, match="missing field"):
-        read_mpii_gt(tmp_path / "partial.mat")
+    with pytest.raises(EvaluationInputError, match="lacks dataset_joints"):
+        load_mpii_gt(tmp_path / "partial.mat")
+
+
+def test_non_finite_numbers_are_problems_not_values(tmp_path):
+    dets = json.loads((SAMPLES / "coco/test_coco_det_AP_H_56.json").read_text())
+    dets[0]["score"] = float("nan")  # json.dumps writes NaN, json.load reads it back
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    ann = read_coco(
+        SAMPLES / "coco/test_coco.json", SAMPLES / "coco", detections=tmp_path / "dets.json"
+    )
+    assert len(ann) == len(dets) - 1
+    assert [(p.item, p.reason) for p in ann.problems] == [
+        (f"detection 0 (image {dets[0]['image_id']})", "'score' is not a finite number")
+    ]
+    people = json.loads((SAMPLES / "mpii/test_mpii.json").read_text())
+    people[1]["scale"] = float("inf")
+    (tmp_path / "mpii.json").write_text(json.dumps(people))
+    mpii = read_mpii(tmp_path / "mpii.json", SAMPLES / "mpii")
+    assert [r.person_id for r in mpii.records] == [0, 2, 3, 4]
+    assert mpii.problems[0].reason == "'center' is not 2 numbers or 'scale' not a number"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(3, True), (-2.5, True), (np.float64(0.5), True), (True, False), (float("nan"), False)]
+    + [(float("-inf"), False), ("1", False), (None, False), ([1], False)],
+)
+def test_is_finite_number(value, expected):
+    assert is_finite_number(value) is expected
+
+
+def test_the_dataset_table_reads_each_sample_with_its_reader():
+    assert dataset_kind("coco").read is read_coco
+    assert dataset_kind("crowdpose").read is read_crowdpose
+    assert dataset_kind("mpii").read is read_mpii
+    counts = {
+        "coco": len(dataset_kind("coco").read(SAMPLES / "coco/test_coco.json", SAMPLES / "coco")),
+        "crowdpose": len(
+            dataset_kind("crowdpose").read(
+                SAMPLES / "crowdpose/test_crowdpose.json", SAMPLES / "crowdpose"
+            )
+        ),
+        "mpii": len(dataset_kind("mpii").read(SAMPLES / "mpii/test_mpii.json", SAMPLES / "mpii")),
+    }
+    assert counts == {"coco": 12, "crowdpose": 4, "mpii": 5}
+    assert dataset_kind("mpii").layout(Path("/d"), "valid") == (
+        Path("/d/annot/valid.json"),
+        Path("/d/images"),
+    )

@@ -6,37 +6,40 @@ import argparse
 import json
 from pathlib import Path
 
+from ldnet.datasets import DATASETS, DatasetKind, dataset_kind
+
 from .common import CLIError, OneLineErrorParser, input_size, positive_int
 
-DEFAULT_SIZE = {"coco": (256, 192), "mpii": (256, 256), "crowdpose": (256, 192)}
-DEFAULT_SPLIT = {"coco": "val2017", "mpii": "valid", "crowdpose": "test"}
+
+def _default_split(kind: DatasetKind, training: bool) -> str:
+    return kind.train_split if training else kind.val_split
 
 
-def _add_source_arguments(parser: argparse.ArgumentParser, split_default: str | None) -> None:
-    parser.add_argument("--dataset", required=True, choices=["coco", "mpii", "crowdpose"])
+def _add_source_arguments(parser: argparse.ArgumentParser, *, training: bool) -> None:
+    """``--dataset`` and where its files are; ``--split`` defaults to the dataset's training
+    split for commands about training samples, to its validation split otherwise."""
+    parser.add_argument("--dataset", required=True, choices=list(DATASETS))
     parser.add_argument("--root", type=Path, help="dataset folder in the seed's layout")
-    parser.add_argument(
-        "--split",
-        default=split_default,
-        help="split name, e.g. train2017, val2017 (coco), train, valid (mpii), "
-        "trainval, test (crowdpose)",
+    defaults = ", ".join(
+        f"{_default_split(kind, training)} ({name})" for name, kind in DATASETS.items()
     )
+    parser.add_argument("--split", help=f"split name under --root (default: {defaults})")
     parser.add_argument("--ann", type=Path, help="annotation file (overrides --root/--split)")
     parser.add_argument("--images", type=Path, help="image folder (overrides --root/--split)")
     parser.add_argument(
         "--input-size", type=input_size, metavar="HxW", help="crop size (default per dataset)"
     )
+    parser.set_defaults(training_split=training)
 
 
-def _load(args, **kwargs):
-    from ldnet.data.readers import read_dataset, seed_paths
-
+def _files(args) -> tuple[Path, Path]:
+    """(annotation file, image folder): ``--ann``/``--images``, else the seed's layout."""
     if args.ann is None or args.images is None:
         if args.root is None:
             raise CLIError("give --root (with --split) or both --ann and --images")
-        if args.split is None:
-            raise CLIError("give --split with --root")
-        ann, images = seed_paths(args.dataset, args.root, args.split)
+        kind = dataset_kind(args.dataset)
+        split = args.split or _default_split(kind, args.training_split)
+        ann, images = kind.layout(args.root, split)
         ann, images = args.ann or ann, args.images or images
     else:
         ann, images = args.ann, args.images
@@ -44,8 +47,13 @@ def _load(args, **kwargs):
         raise CLIError(f"{ann}: annotation file not found")
     if not Path(images).is_dir():
         raise CLIError(f"{images}: image folder not found")
-    size = args.input_size or DEFAULT_SIZE[args.dataset]
-    return read_dataset(args.dataset, ann, images, input_size=size, **kwargs), size
+    return ann, images
+
+
+def _load(args, **kwargs):
+    kind = dataset_kind(args.dataset)
+    size = args.input_size or kind.input_size
+    return kind.read(*_files(args), input_size=size, **kwargs), size
 
 
 def run_check(args) -> int:
@@ -65,6 +73,8 @@ def run_check(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{report['dataset']}: {report['annotation_file']}")
+    if not report["has_ground_truth"]:
+        print("  ground truth           none (a test split: boxes only, no metrics)")
     print(f"  images                 {report['images']}")
     print(f"  people                 {report['people']}")
     print(f"  people with keypoints  {report['people_with_keypoints']}")
@@ -125,16 +135,9 @@ def run_show(args) -> int:
 
 def run_bench(args) -> int:
     from ldnet.data import benchmark
-    from ldnet.data.readers import seed_paths
 
-    if args.ann is None or args.images is None:
-        if args.root is None or args.split is None:
-            raise CLIError("give --root and --split, or both --ann and --images")
-        ann, images = seed_paths(args.dataset, args.root, args.split)
-        ann, images = args.ann or ann, args.images or images
-    else:
-        ann, images = args.ann, args.images
-    size = args.input_size or (256, 192)
+    ann, images = _files(args)
+    size = args.input_size or dataset_kind(args.dataset).input_size
     try:
         result = benchmark.run(
             args.dataset, ann, images, input_size=size, codec=args.codec, samples=args.samples
@@ -167,7 +170,7 @@ def register(subparsers) -> None:
         description="Read a split, report what is in it and what is broken, and run the "
         "codec round trip scored by the official COCO evaluator.",
     )
-    _add_source_arguments(check, None)
+    _add_source_arguments(check, training=False)
     check.add_argument("--detections", type=Path, help="detection-results file (test boxes)")
     check.add_argument("--score-threshold", type=float, default=0.0, help="detection score cut")
     check.add_argument("--strict", action="store_true", help="make per-sample problems fatal")
@@ -180,7 +183,7 @@ def register(subparsers) -> None:
         help="PNG grid of augmented training samples with skeleton and target heatmaps",
         description="Draw augmented training samples with their skeleton and heatmaps.",
     )
-    _add_source_arguments(show, None)
+    _add_source_arguments(show, training=True)
     show.add_argument("--out", type=Path, default=Path("data_samples.png"), help="PNG path")
     show.add_argument("--count", type=positive_int, default=16, help="number of samples")
     show.add_argument("--columns", type=positive_int, default=8, help="tiles per row")
@@ -197,7 +200,7 @@ def register_data_bench(bench_subparsers) -> None:
         description="Time decode + augmentation + crop + normalisation + target encoding "
         "for one worker.",
     )
-    _add_source_arguments(parser, None)
+    _add_source_arguments(parser, training=True)
     parser.add_argument("--samples", type=positive_int, default=400)
     parser.add_argument("--codec", choices=["msra", "dark"], default="msra")
     parser.add_argument("--json", action="store_true")

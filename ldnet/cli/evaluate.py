@@ -6,6 +6,8 @@ import json
 import warnings
 from pathlib import Path
 
+from ldnet.datasets import DATASETS, dataset_kind
+
 FORMATS = {
     "coco": "COCO keypoint results JSON vs person_keypoints_*.json",
     "crowdpose": "COCO keypoint results JSON (14 joints) vs crowdpose_*.json",
@@ -18,10 +20,10 @@ def register(subparsers) -> None:
         "evaluate",
         help="metrics of a predictions file (COCO AP, CrowdPose AP, MPII PCKh)",
         description="Compute the official metrics of saved predictions, without a model. "
-        + "; ".join(f"{name}: {text}" for name, text in FORMATS.items())
+        + "; ".join(f"{name}: {FORMATS[name]}" for name in DATASETS)
         + ".",
     )
-    parser.add_argument("--dataset", required=True, choices=list(FORMATS))
+    parser.add_argument("--dataset", required=True, choices=list(DATASETS))
     parser.add_argument(
         "--ann",
         required=True,
@@ -40,24 +42,12 @@ def register(subparsers) -> None:
 
 def evaluate_files(dataset: str, ann: Path, results: Path):
     """The metrics of a predictions file (bad files raise ``EvaluationInputError``)."""
-    from ldnet.data.keypoints import KEYPOINT_SETS
-    from ldnet.evaluation import (
-        EvaluationInputError,
-        evaluate_coco,
-        evaluate_crowdpose,
-        evaluate_mpii,
-        read_coco_results,
-        read_mpii_preds,
-    )
+    from ldnet.evaluation import EvaluationInputError
 
+    kind = dataset_kind(dataset)
     if not ann.is_file():
         raise EvaluationInputError(f"annotation file {ann} does not exist")
-    if dataset == "mpii":
-        preds, one_based = read_mpii_preds(results)
-        return evaluate_mpii(preds, ann, one_based=one_based)
-    entries = read_coco_results(results, KEYPOINT_SETS[dataset].num_joints)
-    evaluate = evaluate_coco if dataset == "coco" else evaluate_crowdpose
-    return evaluate(entries, ann, source=f"results file {results}")
+    return kind.evaluate_file(results, ann)
 
 
 def run(args) -> int:
@@ -73,6 +63,6 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(metrics_to_json(metrics)))
     else:
-        unit = "PCKh, %" if args.dataset == "mpii" else "OKS"
+        unit = "OKS" if dataset_kind(args.dataset).scores_people else "PCKh, %"
         print(format_metrics_table(metrics, title=f"{args.dataset} ({unit}): {args.results}"))
     return 0

@@ -6,9 +6,10 @@ import time
 
 import cv2
 
+from ldnet.datasets import dataset_kind
+
 from .codecs import build_codec
 from .dataset import TopDownDataset
-from .readers import read_dataset
 from .transforms import AugmentConfig
 
 
@@ -28,7 +29,7 @@ def run(
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        annotations = read_dataset(dataset, annotation_file, image_dir, input_size=input_size)
+        annotations = dataset_kind(dataset).read(annotation_file, image_dir, input_size=input_size)
         if not annotations.records:
             raise ValueError(f"{annotation_file}: no samples to benchmark")
         data = TopDownDataset(

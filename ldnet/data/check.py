@@ -14,6 +14,8 @@ import sys
 
 import numpy as np
 
+from ldnet.datasets import dataset_kind
+
 from .codecs import MSRAHeatmap
 from .images import ImageError, read_image
 from .readers import PoseAnnotations, Problem, load_json
@@ -50,7 +52,7 @@ def coco_ground_truth(
     """
     unscored = unscored or {}
     k = annotations.keypoint_set.num_joints
-    if annotations.dataset != "mpii":
+    if dataset_kind(annotations.dataset).scores_people:  # a COCO-style file
         data = load_json(annotations.annotation_file)
         for ann in data["annotations"]:
             ann.setdefault("iscrowd", 0)
@@ -204,6 +206,7 @@ def check(
         "dataset": annotations.dataset,
         "annotation_file": str(annotations.annotation_file),
         "image_dir": str(annotations.image_dir),
+        "has_ground_truth": annotations.has_ground_truth,
         "images": annotations.stats.get("images", 0),
         "people": annotations.stats.get("people", 0),
         "people_with_keypoints": annotations.stats.get("people_with_keypoints", 0),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from ldnet.errors import LDNetError
 from ldnet.files import atomic_path
+from ldnet.numbers import is_finite_number
 
 
 class EvaluationInputError(LDNetError, ValueError):
@@ -41,10 +41,6 @@ def _atomic_path(path: str | os.PathLike, suffix: str) -> Iterator[Path]:
         raise EvaluationInputError(f"{target}: folder {target.parent} does not exist")
     with atomic_path(target, suffix) as tmp:
         yield tmp
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_coco_results(results: object, num_joints: int, source: str = "results") -> list[dict]:
@@ -75,13 +71,13 @@ def check_coco_results(results: object, num_joints: int, source: str = "results"
                 f"([x, y, v] for {num_joints} joints), got {got!r}"
             )
         keypoints = [v.item() if isinstance(v, np.generic) else v for v in keypoints]
-        if not all(_is_number(v) for v in keypoints):
+        if not all(is_finite_number(v) for v in keypoints):
             raise EvaluationInputError(
                 f"{where}: 'keypoints' holds a non-number or non-finite value"
             )
         score = entry["score"]
         score = score.item() if isinstance(score, np.generic) else score
-        if not _is_number(score):
+        if not is_finite_number(score):
             raise EvaluationInputError(f"{where}: 'score' must be a finite number, got {score!r}")
         image_id, category_id = entry["image_id"], entry["category_id"]
         image_id = image_id.item() if isinstance(image_id, np.generic) else image_id

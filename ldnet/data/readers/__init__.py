@@ -1,0 +1,54 @@
+"""Dataset readers: annotation files -> one ``PersonRecord`` per top-down sample.
+
+One module per format: ``coco`` (COCO 2017 and CrowdPose json, image-info files of a test
+split), ``detections`` (COCO detection results, the test-time boxes), ``mpii`` (HRNet's MPII
+json). ``records`` holds what they all return and how they report problems; ``jsonfiles``
+the reading and value checks they share. Which reader a dataset uses is in the one dataset
+table, ``ldnet.datasets``.
+
+Fatal problems (the annotation file cannot be read, is not JSON, or is not the expected
+schema) raise ``DataError`` naming the file and the reason. Per-sample problems (missing
+image, box of zero area, joint outside the image, detection for an unknown image, malformed
+entry) are recorded as ``Problem``s and the sample is skipped (or the joint ignored), unless
+``strict=True``, which makes the first one raise ``DataError``. The crop geometry is in
+``ldnet.data.transforms``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .coco import read_coco, read_crowdpose
+from .detections import read_detections
+from .jsonfiles import load_json
+from .mpii import read_mpii
+from .records import DataError, PersonRecord, PoseAnnotations, Problem, records_with_keypoints
+
+__all__ = [
+    "DataError",
+    "PersonRecord",
+    "PoseAnnotations",
+    "Problem",
+    "load_json",
+    "read_coco",
+    "read_crowdpose",
+    "read_detections",
+    "read_mpii",
+    "records_with_keypoints",
+]
+
+
+# transitional: remove once ldnet/engine/data.py reads the table (ldnet.datasets).
+def seed_paths(dataset: str, root: str | Path, split: str) -> tuple[Path, Path]:
+    """Transitional, until ldnet/engine/data.py uses ``dataset_kind(dataset).layout``."""
+    from ldnet.datasets import dataset_kind  # lazily: ldnet.datasets imports this package
+
+    return dataset_kind(dataset).layout(Path(root), split)
+
+
+# transitional: remove once ldnet/engine/data.py reads the table (ldnet.datasets).
+def read_dataset(dataset: str, annotation_file, image_dir, **kwargs) -> PoseAnnotations:
+    """Transitional, until ldnet/engine/data.py uses ``dataset_kind(dataset).read``."""
+    from ldnet.datasets import dataset_kind  # lazily: ldnet.datasets imports this package
+
+    return dataset_kind(dataset).read(annotation_file, image_dir, **kwargs)
