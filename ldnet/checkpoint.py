@@ -76,21 +76,6 @@ def load_weights_strict(model: nn.Module, data: dict, source: str, name: str) ->
     return model
 
 
-def check_compatible(data: dict, model_name: str, num_joints: int, source: str) -> None:
-    """Stop with a clear message when a checkpoint is for another architecture/joint set."""
-    info = data.get("model")
-    if not isinstance(info, dict):
-        return
-    if info.get("name") != model_name:
-        raise CheckpointError(
-            f"{source}: weights are for model {info.get('name')!r}, not {model_name!r}"
-        )
-    if info.get("num_joints") != num_joints:
-        raise CheckpointError(
-            f"{source}: weights are for {info.get('num_joints')} joints, not {num_joints}"
-        )
-
-
 def load_initial_weights(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
     """Load whatever matches (name and shape) from ``path`` into ``model``.
 

@@ -12,14 +12,14 @@ import pytest
 import torch
 import yaml
 
-from ldnet.config import ConfigError, config_from_dict, load_config
-from ldnet.engine.checkpoint import (
+from ldnet.checkpoint import (
     CheckpointError,
     atomic_save,
-    check_compatible,
     load_checkpoint,
     load_initial_weights,
 )
+from ldnet.config import ConfigError, config_from_dict, load_config
+from ldnet.inference import ModelRecord, record_from_checkpoint
 from ldnet.models import build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -78,7 +78,7 @@ def test_shipped_configs_load():
     assert len(configs) >= 8
     for path in configs:
         config = load_config(path)
-        assert config.train.lr > 0
+        assert config.model.name in path.stem  # each config is named after its network
 
 
 @pytest.mark.parametrize(
@@ -123,19 +123,18 @@ def test_cli_reports_bad_config_and_missing_root(tmp_path):
 
 def test_checkpoint_round_trip_is_weights_only(tmp_path):
     model = build_model("ldnet_no_krm", 17)
-    payload = {
-        "model": {"name": "ldnet_no_krm", "num_joints": 17},
-        "state_dict": model.state_dict(),
-    }
+    record = ModelRecord("ldnet_no_krm", 17, "coco", (256, 192), codec="msra", sigma=1.5)
+    payload = {**record.to_checkpoint(), "state_dict": model.state_dict()}
     path = atomic_save(payload, tmp_path / "last.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
     loaded = torch.load(path, weights_only=True)
     assert torch.equal(loaded["state_dict"]["head.final.weight"], model.head.final.weight)
-    check_compatible(loaded, "ldnet_no_krm", 17, "last.pt")
+    assert record_from_checkpoint(loaded, "last.pt") == record
+    record.check("last.pt", model="ldnet_no_krm", num_joints=17)
     with pytest.raises(CheckpointError, match="for model 'ldnet_no_krm', not 'hrnet_w32'"):
-        check_compatible(loaded, "hrnet_w32", 17, "last.pt")
+        record.check("last.pt", model="hrnet_w32")
     with pytest.raises(CheckpointError, match="for 17 joints, not 16"):
-        check_compatible(loaded, "ldnet_no_krm", 16, "last.pt")
+        record.check("last.pt", num_joints=16)
 
 
 def test_unsafe_or_corrupt_checkpoints_are_refused(tmp_path):

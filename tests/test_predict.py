@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from ldnet.checkpoint import atomic_save
 from ldnet.cli import main
 from ldnet.config import config_from_dict
-from ldnet.engine.checkpoint import atomic_save
 from ldnet.engine.train import checkpoint_payload
 from ldnet.models import build_model
 from ldnet.predict import (
@@ -76,10 +76,11 @@ def only_line(text: str) -> str:
 
 
 def test_estimator_reads_architecture_joints_and_size_from_the_checkpoint(estimator):
-    assert estimator.info.name == "ldnet_static"
+    assert estimator.record.model == "ldnet_static"
     assert estimator.keypoint_set.name == "coco" and estimator.keypoint_set.num_joints == 17
     assert estimator.input_size == (64, 64)
-    assert estimator.info.decoder == "dark"
+    assert (estimator.record.codec, estimator.record.sigma) == ("dark", 2.0)
+    assert estimator.codec.heatmap_size == (16, 16) and estimator.codec.sigma == 2.0
 
 
 def test_estimator_batches_people_and_accepts_paths_bgr_and_rgb(estimator, tmp_path):
@@ -301,7 +302,7 @@ def test_onnx_backend_and_exported_file_match_pytorch(checkpoint, tmp_path, caps
     assert code == 0 and "coco (17 joints), input 64x64" in stdout
     assert "parity with PyTorch, batch 5" in stdout
     from_file = PoseEstimator.from_weights(onnx_path)
-    assert from_file.info == reference_info(checkpoint)
+    assert from_file.record == reference_record(checkpoint)
     for other in (via_ort, from_file(image, boxes)):
         np.testing.assert_allclose(
             other.keypoints[..., :2], reference.keypoints[..., :2], atol=1e-2
@@ -309,8 +310,8 @@ def test_onnx_backend_and_exported_file_match_pytorch(checkpoint, tmp_path, caps
         np.testing.assert_allclose(other.keypoints[..., 2], reference.keypoints[..., 2], atol=1e-4)
 
 
-def reference_info(checkpoint):
-    from ldnet.predict import load_model
+def reference_record(checkpoint):
+    from ldnet.inference import load_model
 
     return load_model(checkpoint)[1]
 

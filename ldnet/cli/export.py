@@ -16,8 +16,9 @@ def register(subparsers) -> None:
             "normalised with ImageNet mean/std; output `heatmaps` (B, J, H/4, W/4). The batch "
             "dimension is dynamic. Decoding (argmax, sub-pixel refinement, map back to the "
             "image) and the flip test stay outside the graph; `ldnet predict --weights "
-            "FILE.onnx` does them. The model, joint set, input size and decoder are stored "
-            "in the file's metadata (ldnet.*)."
+            "FILE.onnx` does them. The weights' record (model, joint set, input size, codec "
+            "name, sigma, heatmap size, coordinate convention) is stored in the file's "
+            "metadata (ldnet.*)."
         ),
     )
     formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
@@ -43,7 +44,7 @@ def parity(model, path: Path, input_size: tuple[int, int], batches=(1, 5)) -> di
     import numpy as np
     import torch
 
-    from ldnet.predict.backends import onnx_session
+    from ldnet.inference.backends import onnx_session
 
     session = onnx_session(path)
     generator = torch.Generator().manual_seed(0)
@@ -58,27 +59,28 @@ def parity(model, path: Path, input_size: tuple[int, int], batches=(1, 5)) -> di
 
 
 def run(args) -> int:
-    from ldnet.data.keypoints import KEYPOINT_SETS
+    from ldnet.datasets import dataset_kind
     from ldnet.export import export_onnx
+    from ldnet.inference import ModelRecord, load_model
     from ldnet.models import build_model
-    from ldnet.predict.weights import ModelInfo, load_model
 
     if args.weights is not None:
         if args.input is not None:
             raise CLIError("--input goes with --model; a checkpoint names its input size")
         model, info = load_model(args.weights, args.dataset)
     else:
-        dataset = args.dataset or "coco"
-        joints = KEYPOINT_SETS[dataset].num_joints
-        info = ModelInfo(args.model, joints, dataset, args.input or (256, 192))
-        model = build_model(args.model, joints).eval()
+        # Untrained weights (for speed and deployment trials): the reference recipe's codec.
+        kind = dataset_kind(args.dataset or "coco")
+        info = ModelRecord(args.model, kind.num_joints, kind.name, args.input or kind.input_size)
+        model = build_model(args.model, kind.num_joints).eval()
     if not args.output.parent.is_dir():
         raise CLIError(f"{args.output}: folder {args.output.parent} does not exist")
     path = export_onnx(model, args.output, info.input_size, args.opset, info.to_metadata())
     height, width = info.input_size
     print(
-        f"wrote {path}: {info.name}, {info.dataset} ({info.num_joints} joints), "
-        f"input {height}x{width}, dynamic batch, opset {args.opset}"
+        f"wrote {path}: {info.model}, {info.dataset} ({info.num_joints} joints), "
+        f"input {height}x{width}, {info.codec} codec (sigma {info.sigma:g}), dynamic batch, "
+        f"opset {args.opset}"
     )
     if not args.no_check:
         for batch, difference in parity(model, path, info.input_size).items():

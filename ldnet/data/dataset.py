@@ -56,14 +56,20 @@ class TopDownDataset(Dataset):
         self.strict = strict
         self.problems: list[Problem] = []
         self._flip_perm = self.keypoint_set.flip_permutation()
+        self.seed = seed
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def reseed(self, seed: int) -> None:
-        """Give each DataLoader worker its own augmentation stream (see ``worker_init_fn``)."""
-        self._rng = np.random.default_rng(seed)
+    def reseed(self, worker_seed: int) -> None:
+        """Give each DataLoader worker its own augmentation stream (see ``worker_init_fn``).
+
+        The stream mixes the worker's seed with the dataset's own: torch draws worker seeds
+        from the global generator, which every process of a DDP run seeds alike, so the
+        dataset's seed (which depends on the rank) is what keeps the processes' augmentations
+        apart."""
+        self._rng = np.random.default_rng([worker_seed, self.seed or 0])
 
     def __getitem__(self, index: int):
         for attempt in range(min(len(self.records), 16)):
@@ -143,7 +149,7 @@ def worker_init_fn(worker_id: int) -> None:
     cv2.setNumThreads(1)
     info = torch.utils.data.get_worker_info()
     if info is not None and isinstance(info.dataset, TopDownDataset):
-        info.dataset.reseed(int(info.seed % 2**32))
+        info.dataset.reseed(int(info.seed % 2**32))  # info.seed: base seed + worker id
 
 
 def prepare_crops(

@@ -1,55 +1,66 @@
-"""`ldnet test`: predict a split with a checkpoint, write predictions and metrics."""
+"""`ldnet test`: predict a split with a checkpoint, write the submission file and metrics.
+
+The weights' record (network, joint set, input size, codec) decides how people are cropped
+and decoded; the config says where the data is and how people are post-processed.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ldnet.config import ExperimentConfig
-from ldnet.models import build_model
+from ldnet.datasets import dataset_kind
+from ldnet.evaluation import EvaluationInputError, metrics_to_json
+from ldnet.inference import (
+    ModelRecord,
+    TopDownPredictor,
+    TorchBackend,
+    load_model,
+    people_results,
+    predict_dataset,
+)
 
-from .checkpoint import check_compatible, load_checkpoint, load_weights_strict
-from .data import codec_of, test_dataset
-from .inference import evaluate_predictions, predict_dataset
+from .data import ground_truth_file, record_of, test_dataset
 from .runs import write_json_atomic
 
 
-def load_model_for_test(config: ExperimentConfig, weights: Path, num_joints: int, device):
-    state = load_checkpoint(weights)
-    check_compatible(state, config.model.name, num_joints, str(weights))
-    model = load_weights_strict(
-        build_model(config.model.name, num_joints), state, str(weights), config.model.name
-    )
-    model.to(device).eval()
-    if device.type == "cpu":
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
-def score_dataset(config: ExperimentConfig, model, dataset, device, progress: bool = True):
-    """Predict every person of ``dataset`` (flip test, decoding) and score the result:
-    (metrics, predictions to write). Shared by validation during training and `ldnet test`."""
-    predictions = predict_dataset(
-        model,
-        dataset,
-        codec_of(config),
+def predictor_for(config: ExperimentConfig, model, record: ModelRecord, device) -> TopDownPredictor:
+    """The test-time path over a PyTorch model (BatchNorm folded into a copy, eval mode)."""
+    return TopDownPredictor(
+        TorchBackend(model, str(device)),
+        record,
         flip=config.test.flip,
         batch_size=config.test.batch_size,
-        device=device,
-        workers=min(config.data.workers, 2),
-        progress=progress,
     )
-    return evaluate_predictions(
-        predictions,
-        config.data.dataset,
-        dataset.keypoint_set,
-        dataset.annotations.annotation_file,
-        in_vis_threshold=config.test.in_vis_threshold,
-        oks_nms_threshold=config.test.oks_nms_threshold,
-        mpii_gt_file=Path(config.data.root) / "annot" / "gt_valid.mat",
+
+
+def score_dataset(config: ExperimentConfig, predictor: TopDownPredictor, dataset, progress=True):
+    """Predict every person of ``dataset`` and score the result: (metrics, submission).
+
+    COCO-style benchmarks: rescoring, OKS-NMS, COCO results rows; MPII: one (16, 3) row per
+    given person. Metrics are empty when the split has no ground truth (COCO test-dev, the
+    MPII test set). Shared by validation during training and `ldnet test`."""
+    kind = dataset_kind(config.data.dataset)
+    predictions = predict_dataset(
+        predictor, dataset, workers=min(config.data.workers, 2), progress=progress
     )
+    if kind.scores_people:
+        sigmas = np.asarray(kind.keypoint_set.sigmas)
+        test = config.test
+        output = people_results(predictions, sigmas, test.in_vis_threshold, test.oks_nms_threshold)
+    else:
+        output = (
+            np.stack([p.keypoints for p in predictions])
+            if predictions
+            else np.zeros((0, kind.num_joints, 3))
+        )
+    if not dataset.annotations.has_ground_truth:
+        return {}, output
+    return dict(kind.evaluate(output, ground_truth_file(config, dataset))), output
 
 
 def test(
@@ -62,24 +73,51 @@ def test(
     progress: bool = True,
     files: tuple[Path, Path] | None = None,
 ) -> dict[str, float]:
-    """Test ``weights`` on ``split`` (or on ``files``: annotation file, image folder)."""
+    """Test ``weights`` on ``split`` (or on ``files``: annotation file, image folder).
+
+    Writes the submission file (``results.json`` or ``pred.mat``) and, when the split has
+    ground truth, ``metrics.json``; returns the metrics ({} without ground truth)."""
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dataset = test_dataset(config, split, detections, files)
+    model, record = load_model(weights, config.data.dataset, model=config.model.name)
+    _note_record_differences(config, record, weights)
+    dataset = test_dataset(config, record, split, detections, files)
     if detections and len(dataset) == 0:
         # Not an error: a detector may find nobody. The result is a valid, empty file.
         print(
             f"warning: {detections}: no detection boxes for these images; writing an empty result",
             file=sys.stderr,
         )
-    model = load_model_for_test(config, weights, dataset.keypoint_set.num_joints, target)
-    metrics, output = score_dataset(config, model, dataset, target, progress)
-    from ldnet import evaluation
-
+    kind = dataset_kind(config.data.dataset)
+    if dataset.annotations.has_ground_truth:
+        truth = ground_truth_file(config, dataset)
+        if not truth.is_file():  # before the predictions, not after
+            raise EvaluationInputError(f"{truth}: {kind.name} ground truth file not found")
+    predictor = predictor_for(config, model, record, target)
+    metrics, output = score_dataset(config, predictor, dataset, progress)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if config.data.dataset == "mpii":
-        evaluation.write_mpii_pred_mat(run_dir / "pred.mat", output[..., :2])
+    kind.write_predictions(run_dir / kind.prediction_file, output)
+    if dataset.annotations.has_ground_truth:
+        write_json_atomic(run_dir / "metrics.json", metrics_to_json(metrics))
     else:
-        evaluation.write_coco_results(run_dir / "results.json", output)
-    if metrics:
-        write_json_atomic(run_dir / "metrics.json", evaluation.metrics_to_json(metrics))
+        print(
+            f"note: {dataset.annotations.annotation_file} holds no ground truth (a test set): "
+            f"wrote the submission file {run_dir / kind.prediction_file}, metrics skipped",
+            file=sys.stderr,
+        )
     return metrics
+
+
+def _note_record_differences(config: ExperimentConfig, record: ModelRecord, source) -> None:
+    """The weights' record wins over the config; say so where they differ."""
+    wanted = record_of(config)
+    differences = [
+        f"{name} {theirs} (config: {ours})"
+        for name, theirs, ours in (
+            ("input size", record.input_size, wanted.input_size),
+            ("codec", record.codec, wanted.codec),
+            ("sigma", record.sigma, wanted.sigma),
+        )
+        if theirs != ours
+    ]
+    if differences:
+        print(f"note: {source}: using the weights' {', '.join(differences)}", file=sys.stderr)

@@ -1,15 +1,16 @@
 """`ldnet train`: the training loop, top to bottom.
 
-build data -> build model -> (resume) -> loop over epochs: train, validate, checkpoint.
-Checkpoints are written atomically (``last.pt`` every epoch, ``best.pt`` on a new best), so a
-killed run resumes from ``last.pt`` with no corrupt file; a non-finite loss stops the run
-before anything is saved from the bad step.
+check files -> build data -> build model -> (resume) -> for each epoch: train one epoch,
+validate, save. Checkpoints are written atomically (``last.pt`` every epoch, ``best.pt`` on a
+new best), so a killed run resumes from ``last.pt`` with no corrupt file; a non-finite loss
+stops the run before anything is saved from the bad step.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,45 +18,48 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from ldnet.checkpoint import atomic_save, load_checkpoint, load_initial_weights
 from ldnet.config import ExperimentConfig, config_to_dict, save_config
 from ldnet.data.dataset import before_forking_workers, worker_init_fn
+from ldnet.datasets import dataset_kind
 from ldnet.errors import LDNetError
+from ldnet.inference import ModelRecord, record_from_checkpoint
 from ldnet.models import build_model, set_attention_temperature
 
 from . import distributed
-from .checkpoint import (
-    CheckpointError,
-    atomic_save,
-    check_compatible,
-    load_checkpoint,
-    load_initial_weights,
-)
-from .data import test_dataset, train_dataset
+from .data import check_test_files, record_of, test_dataset, train_dataset
 from .logs import RunLog
 from .loss import supervised_loss
 from .runs import write_json_atomic
 from .sync_bn import convert_to_cpu_sync_batchnorm
-from .test import score_dataset
-
-# The metric that decides the `best` checkpoint.
-MAIN_METRIC = {"coco": "AP", "crowdpose": "AP", "mpii": "Mean"}
+from .test import predictor_for, score_dataset
 
 
 class TrainingDiverged(LDNetError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
+@dataclass
+class Progress:
+    """Where a run is: what a checkpoint restores."""
+
+    epoch: int = 0  # epochs completed
+    iteration: int = 0
+    best: float = -math.inf  # best value of the main metric so far
+    metrics: dict[str, float] = field(default_factory=dict)  # the last validation's
+
+
+def unwrap(model):
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def checkpoint_payload(config, model, optimizer, scaler, epoch, iteration, best):
-    module = model.module if isinstance(model, DistributedDataParallel) else model
+    """A checkpoint: the weights' record (network, joint set, codec, convention), the
+    weights, the optimiser state and where the run is."""
     return {
         "format": "ldnet-checkpoint-1",
-        "model": {
-            "name": config.model.name,
-            "num_joints": module.spec.num_joints,
-            "dataset": config.data.dataset,
-            "input_size": list(config.data.input_size),
-        },
-        "state_dict": module.state_dict(),
+        **record_of(config).to_checkpoint(),
+        "state_dict": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "epoch": epoch,  # epochs completed
@@ -93,26 +97,10 @@ def _temperature(config: ExperimentConfig, epoch: int) -> float:
     return config.train.temperature_start + (1.0 - config.train.temperature_start) * epoch / epochs
 
 
-def validate(config, model, device, progress=True) -> tuple[dict[str, float], object]:
-    module = model.module if isinstance(model, DistributedDataParallel) else model
-    return score_dataset(config, module, test_dataset(config), device, progress)
-
-
-def train(
-    config: ExperimentConfig,
-    run_dir: Path,
-    resume: str | Path | None = None,
-    device: str | None = None,
-    progress: bool = True,
-) -> dict:
-    """Train; returns the last validation metrics (empty if validation never ran)."""
-    info = distributed.init_distributed(device)
-    torch.manual_seed(config.train.seed)
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-
-    # Data
+# -- the named steps ------------------------------------------------------------------------
+def build_loader(config: ExperimentConfig, info) -> DataLoader:
+    # Each process draws its own augmentation stream: the dataset's seed depends on the rank
+    # and each DataLoader worker mixes it into its own (data.dataset.worker_init_fn).
     dataset = train_dataset(config, seed=config.train.seed + 1000 * info.rank)
     # One sampler for one or many processes: the same seed gives the same permutation, so a
     # run on N processes sees the same global batches as a run on one.
@@ -121,7 +109,7 @@ def train(
     )
     if config.data.workers > 0:
         before_forking_workers()
-    loader = DataLoader(
+    return DataLoader(
         dataset,
         batch_size=config.train.batch_size,
         sampler=sampler,
@@ -132,9 +120,10 @@ def train(
         persistent_workers=config.data.workers > 0,
     )
 
-    # Model, optimiser, schedule
-    model = build_model(config.model.name, dataset.keypoint_set.num_joints)
-    if config.model.init_weights and not resume:
+
+def build_network(config: ExperimentConfig, record: ModelRecord, info, initialise: bool):
+    model = build_model(record.model, record.num_joints)
+    if config.model.init_weights and initialise:
         report = load_initial_weights(model, config.model.init_weights)
         if info.is_main:
             print(
@@ -153,114 +142,170 @@ def train(
     if info.distributed:
         device_ids = [info.local_rank] if info.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=device_ids)
-    optimizer = build_optimizer(config, model.parameters())
-    use_amp = config.train.amp and info.device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    return model
 
-    # Resume
-    start_epoch, iteration, best = 0, 0, -math.inf
-    if resume:
-        state = load_checkpoint(resume)
-        check_compatible(state, config.model.name, dataset.keypoint_set.num_joints, str(resume))
-        module = model.module if info.distributed else model
-        module.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, iteration, best = state["epoch"], state["iteration"], state["best"]
-        if info.is_main:
-            print(f"resumed from {resume} after epoch {start_epoch}")
 
-    log = RunLog(run_dir) if info.is_main else None
-    main_metric = MAIN_METRIC[config.data.dataset]
-    metrics: dict[str, float] = {}
-    per_epoch = len(loader)
-    if config.train.max_iters_per_epoch:
-        per_epoch = min(per_epoch, config.train.max_iters_per_epoch)
-    try:
-        for epoch in range(start_epoch, config.train.epochs):
-            sampler.set_epoch(epoch)
-            set_attention_temperature(model, _temperature(config, epoch))
-            model.train()
-            bar = tqdm(
-                total=per_epoch,
-                desc=f"epoch {epoch + 1}/{config.train.epochs}",
-                disable=not (progress and info.is_main),
-                leave=False,
+def resume_from(path, record: ModelRecord, model, optimizer, scaler, info) -> Progress:
+    state = load_checkpoint(path)
+    record_from_checkpoint(state, str(path)).check(
+        str(path), model=record.model, num_joints=record.num_joints
+    )
+    unwrap(model).load_state_dict(state["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    if info.is_main:
+        print(f"resumed from {path} after epoch {state['epoch']}")
+    return Progress(state["epoch"], state["iteration"], state["best"])
+
+
+@dataclass
+class Session:
+    """What one training run works with, built once by ``train``."""
+
+    config: ExperimentConfig
+    run_dir: Path
+    info: distributed.DistInfo
+    loader: DataLoader
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    log: RunLog | None
+    steps_per_epoch: int
+
+
+def train_one_epoch(session: Session, progress: Progress, bar) -> None:
+    """One pass over the (possibly capped) epoch; advances ``progress.iteration``."""
+    config, model, optimizer, scaler = (
+        session.config,
+        session.model,
+        session.optimizer,
+        session.scaler,
+    )
+    info, log, epoch = session.info, session.log, progress.epoch
+    session.loader.sampler.set_epoch(epoch)
+    set_attention_temperature(model, _temperature(config, epoch))
+    model.train()
+    use_amp = scaler.is_enabled()
+    started, seen = time.perf_counter(), 0
+    for step, (images, target, weight, _) in enumerate(session.loader):
+        if step >= session.steps_per_epoch:
+            break
+        lr = learning_rate(config, epoch, progress.iteration)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images = images.to(info.device, non_blocking=True)
+        if info.device.type == "cpu":
+            images = images.contiguous(memory_format=torch.channels_last)
+        target = target.to(info.device, non_blocking=True)
+        weight = weight.to(info.device, non_blocking=True)
+        with torch.autocast(info.device.type, enabled=use_amp):
+            outputs = model(images, all_outputs=True)
+        loss = supervised_loss(outputs, target, weight, config.train.intermediate_loss_weight)
+        mean_loss = distributed.all_reduce_mean(loss.detach(), info)
+        if not torch.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f"loss is {mean_loss.item()} at epoch {epoch + 1}, iteration "
+                f"{progress.iteration}; stopped, the last good checkpoint is "
+                f"{session.run_dir / 'last.pt'}"
             )
-            started, seen = time.perf_counter(), 0
-            for step, (images, target, weight, _) in enumerate(loader):
-                if step >= per_epoch:
-                    break
-                lr = learning_rate(config, epoch, iteration)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                images = images.to(info.device, non_blocking=True)
-                if info.device.type == "cpu":
-                    images = images.contiguous(memory_format=torch.channels_last)
-                target = target.to(info.device, non_blocking=True)
-                weight = weight.to(info.device, non_blocking=True)
-                with torch.autocast(info.device.type, enabled=use_amp):
-                    outputs = model(images, all_outputs=True)
-                loss = supervised_loss(
-                    outputs, target, weight, config.train.intermediate_loss_weight
-                )
-                mean_loss = distributed.all_reduce_mean(loss.detach(), info)
-                if not torch.isfinite(mean_loss):
-                    raise TrainingDiverged(
-                        f"loss is {mean_loss.item()} at epoch {epoch + 1}, iteration "
-                        f"{iteration}; stopped, the last good checkpoint is "
-                        f"{run_dir / 'last.pt'}"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                iteration += 1
-                seen += len(images) * info.world_size
-                rate = seen / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(loss=f"{mean_loss.item():.3g}", lr=f"{lr:.2g}", sps=f"{rate:.1f}")
-                bar.update(1)
-                if log and (iteration % config.train.log_every == 0 or step == 0):
-                    log.train_step(epoch + 1, iteration, mean_loss.item(), lr, rate)
-            bar.close()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        progress.iteration += 1
+        seen += len(images) * info.world_size
+        rate = seen / max(time.perf_counter() - started, 1e-9)
+        bar.set_postfix(loss=f"{mean_loss.item():.3g}", lr=f"{lr:.2g}", sps=f"{rate:.1f}")
+        bar.update(1)
+        if log and (progress.iteration % config.train.log_every == 0 or step == 0):
+            log.train_step(epoch + 1, progress.iteration, mean_loss.item(), lr, rate)
 
-            completed = epoch + 1
-            due = completed % config.train.val_every == 0 or completed == config.train.epochs
+
+def validate(config, model, record, val_set, device, progress=True) -> dict[str, float]:
+    """Metrics of the current weights on the validation set, by the path `ldnet test` runs."""
+    predictor = predictor_for(config, unwrap(model), record, device)
+    metrics, _ = score_dataset(config, predictor, val_set, progress)
+    return metrics
+
+
+def save(session: Session, progress: Progress, main_metric: str) -> None:
+    """``last.pt`` always, ``best.pt`` when the main metric improved, ``metrics.json``."""
+    run_dir = session.run_dir
+    improved = progress.metrics.get(main_metric, -math.inf) > progress.best
+    if improved:
+        progress.best = progress.metrics[main_metric]
+    payload = checkpoint_payload(
+        session.config,
+        session.model,
+        session.optimizer,
+        session.scaler,
+        progress.epoch,
+        progress.iteration,
+        progress.best,
+    )
+    atomic_save(payload, run_dir / "last.pt")
+    if improved:
+        atomic_save(payload, run_dir / "best.pt")
+    if progress.metrics:
+        write_json_atomic(run_dir / "metrics.json", progress.metrics)
+
+
+def train(
+    config: ExperimentConfig,
+    run_dir: Path,
+    resume: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train; returns the last validation metrics of this call ({} if none ran)."""
+    check_test_files(config)  # every rank, before any process group waits on another
+    info = distributed.init_distributed(device)
+    torch.manual_seed(config.train.seed)
+    record = record_of(config)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+    loader = build_loader(config, info)
+    model = build_network(config, record, info, initialise=not resume)
+    optimizer = build_optimizer(config, model.parameters())
+    scaler = torch.amp.GradScaler("cuda", enabled=config.train.amp and info.device.type == "cuda")
+    state = resume_from(resume, record, model, optimizer, scaler, info) if resume else Progress()
+    val_set = test_dataset(config, record) if info.is_main else None
+    main_metric = dataset_kind(config.data.dataset).main_metric
+    steps = min(len(loader), config.train.max_iters_per_epoch or len(loader))
+    log = RunLog(run_dir) if info.is_main else None
+    session = Session(config, run_dir, info, loader, model, optimizer, scaler, log, steps)
+    last_metrics: dict[str, float] = {}
+    try:
+        while state.epoch < config.train.epochs:
+            description = f"epoch {state.epoch + 1}/{config.train.epochs}"
+            show = progress and info.is_main
+            with tqdm(total=steps, desc=description, disable=not show, leave=False) as bar:
+                train_one_epoch(session, state, bar)
+            state.epoch += 1
+            due = state.epoch % config.train.val_every == 0 or state.epoch == config.train.epochs
+            state.metrics = {}
             if due and info.is_main:
-                metrics, _ = validate(config, model, info.device, progress)
-                if log and main_metric in metrics:
-                    log.validation(completed, iteration, metrics, main_metric)
-                if metrics:
-                    summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                    print(f"epoch {completed}: {summary}")
-            if info.is_main:
-                payload_best = best
-                improved = metrics.get(main_metric, -math.inf) > best
-                if improved:
-                    payload_best = metrics[main_metric]
-                payload = checkpoint_payload(
-                    config, model, optimizer, scaler, completed, iteration, payload_best
+                state.metrics = last_metrics = validate(
+                    config, model, record, val_set, info.device, progress
                 )
-                atomic_save(payload, run_dir / "last.pt")
-                if improved:
-                    atomic_save(payload, run_dir / "best.pt")
-                    best = payload_best
-                if metrics:
-                    write_json_atomic(run_dir / "metrics.json", metrics)
-                metrics = {}
+                _report(state, log, main_metric)
+            if info.is_main:
+                save(session, state, main_metric)
             distributed.barrier(info)
     finally:
         if log:
             log.close()
         distributed.cleanup(info)
-    return _read_metrics(run_dir)
+    return last_metrics
 
 
-def _read_metrics(run_dir: Path) -> dict:
-    import json
+def _report(state: Progress, log, main_metric: str) -> None:
+    if log and main_metric in state.metrics:
+        log.validation(state.epoch, state.iteration, state.metrics, main_metric)
+    if state.metrics:
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in state.metrics.items())
+        print(f"epoch {state.epoch}: {summary}")
 
-    path = run_dir / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
-
-__all__ = ["CheckpointError", "TrainingDiverged", "train", "validate"]
+__all__ = ["TrainingDiverged", "train", "validate"]

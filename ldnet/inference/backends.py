@@ -69,3 +69,13 @@ class OnnxRuntimeBackend:
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         images = np.ascontiguousarray(crops, dtype=np.float32)
         return self.session.run(None, {self.input_name: images})[0]
+
+
+def make_backend(model: torch.nn.Module, backend: str, input_size, *, device="cpu", threads=None):
+    """A network as the named backend: ``pytorch`` (eager) or ``onnxruntime`` (exported to a
+    temporary file first)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        return OnnxRuntimeBackend.from_model(model, input_size, threads)
+    return TorchBackend(model, device)

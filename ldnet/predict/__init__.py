@@ -1,6 +1,5 @@
 """Prediction on images, folders, videos and cameras, with PyTorch or ONNX Runtime."""
 
-from .backends import BACKENDS, OnnxRuntimeBackend, TorchBackend
 from .boxes import BoxError, DetectionFile, check_boxes, whole_image_box
 from .detectors import DetectorError, HogPersonDetector, OnnxPersonDetector, hog_available
 from .errors import PredictInputError
@@ -8,19 +7,15 @@ from .estimator import PoseEstimator, Poses, oks_suppress
 from .pipeline import PredictOptions, PredictSummary, predict_source
 from .smoothing import OneEuroFilter, PoseSmoother
 from .sources import Frame, SourceError, open_source
-from .weights import ModelInfo, info_from_onnx, load_model
 
 __all__ = [
-    "BACKENDS",
     "BoxError",
     "DetectionFile",
     "DetectorError",
     "Frame",
     "HogPersonDetector",
-    "ModelInfo",
     "OneEuroFilter",
     "OnnxPersonDetector",
-    "OnnxRuntimeBackend",
     "PoseEstimator",
     "PoseSmoother",
     "Poses",
@@ -28,10 +23,7 @@ __all__ = [
     "PredictOptions",
     "PredictSummary",
     "SourceError",
-    "TorchBackend",
     "check_boxes",
-    "info_from_onnx",
-    "load_model",
     "oks_suppress",
     "open_source",
     "predict_source",

@@ -99,7 +99,7 @@ class OnnxPersonDetector:
         person_class: int = 0,
         threads: int | None = None,
     ):
-        from .backends import onnx_session
+        from ldnet.inference.backends import onnx_session
 
         self.path = Path(path)
         if not self.path.is_file():

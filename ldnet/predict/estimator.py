@@ -1,8 +1,8 @@
 """``PoseEstimator``: image + person boxes -> keypoints, from a checkpoint or an ONNX file.
 
 The top-down test path, one image at a time: boxes -> centre/scale -> affine crops ->
-network (PyTorch or ONNX Runtime; with the flip test, in one batch with the mirrored crops)
--> codec.decode -> image pixels -> rescoring by joint confidence.
+``ldnet.inference.TopDownPredictor`` (network, flip test, decode with the codec recorded in
+the weights, map back to image pixels) -> rescoring by joint confidence.
 """
 
 from __future__ import annotations
@@ -13,16 +13,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ldnet.data.codecs import build_codec, flip_back
 from ldnet.data.dataset import prepare_crops
 from ldnet.data.images import ImageError, read_image
 from ldnet.data.keypoints import KeypointSet
-from ldnet.engine.inference import decode_to_image, joint_scores, oks_nms_indices
+from ldnet.inference import (
+    BACKENDS,
+    ModelRecord,
+    OnnxRuntimeBackend,
+    TopDownPredictor,
+    box_areas_px,
+    joint_scores,
+    load_model,
+    make_backend,
+    oks_nms_indices,
+    record_from_onnx,
+)
 
-from .backends import BACKENDS, OnnxRuntimeBackend, TorchBackend
 from .boxes import check_boxes, whole_image_box
 from .sources import SourceError
-from .weights import ModelInfo, info_from_onnx, load_model
 
 
 @dataclass
@@ -33,13 +41,18 @@ class Poses:
     scores: np.ndarray  # (N,): box score x mean confidence of the confident joints
     boxes: np.ndarray  # (N, 4): x, y, w, h of the person boxes used
     box_scores: np.ndarray  # (N,)
+    areas: np.ndarray  # (N,): padded, aspect-fixed box area in px^2 (the OKS-NMS scale)
 
     def __len__(self) -> int:
         return len(self.keypoints)
 
     def select(self, index) -> Poses:
         return Poses(
-            self.keypoints[index], self.scores[index], self.boxes[index], self.box_scores[index]
+            self.keypoints[index],
+            self.scores[index],
+            self.boxes[index],
+            self.box_scores[index],
+            self.areas[index],
         )
 
 
@@ -68,22 +81,21 @@ class PoseEstimator:
     >>> poses = estimator("photo.jpg", boxes=[[x, y, w, h]])     # no boxes: whole image
     >>> poses.keypoints  # (N, K, 3) x, y, confidence
 
-    The architecture, joint set, input size and decoder come from the weights file.
+    The architecture, joint set, input size and codec come from the weights' record.
     """
 
     def __init__(
         self,
         backend,
-        info: ModelInfo,
+        record: ModelRecord,
         *,
         flip: bool = True,
         batch_size: int = 16,
         in_vis_threshold: float = 0.2,
     ):
-        self.backend, self.info = backend, info
-        self.codec = build_codec(info.decoder, info.input_size)
-        self.flip_permutation = info.keypoint_set.flip_permutation() if flip else None
-        self.batch_size, self.in_vis_threshold = batch_size, in_vis_threshold
+        self.backend, self.record = backend, record
+        self.predictor = TopDownPredictor(backend, record, flip=flip, batch_size=batch_size)
+        self.in_vis_threshold = in_vis_threshold
 
     @classmethod
     def from_weights(
@@ -102,43 +114,33 @@ class PoseEstimator:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if Path(path).suffix.lower() == ".onnx":
-            info = info_from_onnx(path, dataset)
-            return cls(OnnxRuntimeBackend(path, threads), info, **options)
-        model, info = load_model(path, dataset)
-        if backend == "onnxruntime":
-            runner = OnnxRuntimeBackend.from_model(model, info.input_size, threads)
-        else:
-            runner = TorchBackend(model, device)
-        return cls(runner, info, **options)
+            record = record_from_onnx(path, dataset)
+            return cls(OnnxRuntimeBackend(path, threads), record, **options)
+        model, record = load_model(path, dataset)
+        runner = make_backend(model, backend, record.input_size, device=device, threads=threads)
+        return cls(runner, record, **options)
+
+    @property
+    def codec(self):
+        return self.predictor.codec
 
     @property
     def keypoint_set(self) -> KeypointSet:
-        return self.info.keypoint_set
+        return self.record.keypoint_set
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return self.info.input_size
+        return self.record.input_size
 
     def warm_up(self, people: int = 1) -> None:
         """One call on blank crops: oneDNN and ONNX Runtime set up their kernels on the first
         call of a shape, which would otherwise be counted in the first frame."""
         height, width = self.input_size
-        self.heatmaps(np.zeros((people, 3, height, width), np.float32))
+        self.predictor.heatmaps(np.zeros((people, 3, height, width), np.float32))
 
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
-        """Heatmaps of normalised crops (N, 3, H, W), flip-tested, ``batch_size`` people at
-        a time (with the flip test, their mirrors run in the same batch)."""
-        outputs = []
-        for start in range(0, len(crops), self.batch_size):
-            chunk = crops[start : start + self.batch_size]
-            if self.flip_permutation is None:
-                outputs.append(self.backend(chunk))
-                continue
-            both = self.backend(np.concatenate([chunk, chunk[..., ::-1]]))
-            plain, mirrored = both[: len(chunk)], both[len(chunk) :]
-            # The crop convention of ldnet.data is flip-exact: no one-pixel shift.
-            outputs.append(0.5 * (plain + flip_back(mirrored, self.flip_permutation)))
-        return np.concatenate(outputs)
+        """Flip-tested heatmaps of normalised crops (N, 3, H, W)."""
+        return self.predictor.heatmaps(crops)
 
     def __call__(self, image, boxes=None, box_scores=None, *, rgb: bool = False) -> Poses:
         """Poses of the people in ``boxes`` (N, 4) x, y, w, h; the whole image if None.
@@ -156,19 +158,18 @@ class PoseEstimator:
             raise ValueError(f"{len(box_scores)} box scores for {len(boxes)} boxes")
         joints = self.keypoint_set.num_joints
         if len(boxes) == 0:
-            return Poses(np.zeros((0, joints, 3)), np.zeros(0), boxes, box_scores)
+            return Poses(np.zeros((0, joints, 3)), np.zeros(0), boxes, box_scores, np.zeros(0))
         crops, centers, scales = prepare_crops(image_bgr, boxes, self.input_size)
-        keypoints = decode_to_image(self.heatmaps(crops), self.codec, centers, scales)
+        keypoints = self.predictor.keypoints(crops, centers, scales)
         scores = joint_scores(keypoints, self.in_vis_threshold) * box_scores
-        return Poses(keypoints, scores, boxes, box_scores)
+        return Poses(keypoints, scores, boxes, box_scores, box_areas_px(scales))
 
 
 def oks_suppress(poses: Poses, keypoint_set: KeypointSet, threshold: float = 0.9) -> Poses:
     """Drop duplicate detections of one person (OKS-NMS, as ``ldnet test`` does)."""
     if len(poses) < 2:
         return poses
-    areas = poses.boxes[:, 2] * poses.boxes[:, 3]
     kept = oks_nms_indices(
-        poses.keypoints, areas, poses.scores, np.asarray(keypoint_set.sigmas), threshold
+        poses.keypoints, poses.areas, poses.scores, np.asarray(keypoint_set.sigmas), threshold
     )
     return poses.select(np.array(kept, dtype=int))

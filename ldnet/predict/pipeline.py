@@ -12,11 +12,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ldnet.evaluation.results import write_coco_results
+from ldnet.inference import coco_results_rows
 from ldnet.visualize import draw_poses
 
 from .boxes import box_problem
 from .errors import PredictInputError
-from .estimator import PoseEstimator, Poses, oks_suppress
+from .estimator import PoseEstimator, oks_suppress
 from .smoothing import PoseSmoother
 from .sources import Frame, ImageSource, VideoSource
 from .writers import VideoWriter, write_image
@@ -63,18 +64,6 @@ def _boxes_of(frame: Frame, provider: BoxProvider, summary: PredictSummary):
             "image left out"
         )
     return boxes[keep], scores[keep]
-
-
-def results_of(frame: Frame, poses: Poses) -> list[dict]:
-    return [
-        {
-            "image_id": frame.image_id,
-            "category_id": 1,
-            "keypoints": [round(float(v), 3) for v in keypoints.reshape(-1)],
-            "score": round(float(score), 6),
-        }
-        for keypoints, score in zip(poses.keypoints, poses.scores, strict=True)
-    ]
 
 
 def predict_source(
@@ -124,7 +113,7 @@ def predict_source(
             poses = oks_suppress(poses, estimator.keypoint_set, options.oks_nms_threshold)
             if options.smoother is not None and frame.time_s is not None:
                 poses.keypoints = options.smoother(poses.keypoints, poses.boxes, frame.time_s)
-            results.extend(results_of(frame, poses))
+            results.extend(coco_results_rows(frame.image_id, poses.keypoints, poses.scores))
             summary.frames += 1
             summary.people += len(poses)
             if options.overlay:
