@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from ldnet.data.transforms import AugmentConfig
+from ldnet.datasets import DATASETS
 from ldnet.errors import LDNetError
 
 
@@ -34,9 +35,11 @@ class ModelConfig:
 class DataConfig:
     dataset: str = "coco"  # coco | mpii | crowdpose
     root: str = "data/coco"
-    train_split: str = "train2017"
-    val_split: str = "val2017"
-    input_size: list[int] = field(default_factory=lambda: [256, 192])  # [height, width]
+    # Unset: the dataset's own (ldnet.datasets): train2017/val2017, train/valid, trainval/test
+    # and 256x192 or 256x256.
+    train_split: str | None = None
+    val_split: str | None = None
+    input_size: list[int] | None = None  # [height, width]
     sigma: float = 2.0
     workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -88,7 +91,7 @@ class ExperimentConfig:
 
 
 CHOICES = {
-    "data.dataset": ("coco", "mpii", "crowdpose"),
+    "data.dataset": tuple(DATASETS),
     "train.optimizer": ("adam", "adamw", "sgd"),
     "test.decoder": ("dark", "msra"),
 }
@@ -160,6 +163,10 @@ def _build(cls, values: dict, prefix: str = ""):
 def _validate(config: ExperimentConfig) -> ExperimentConfig:
     from ldnet.models import PRESETS
 
+    kind = DATASETS[config.data.dataset]
+    config.data.train_split = config.data.train_split or kind.train_split
+    config.data.val_split = config.data.val_split or kind.val_split
+    config.data.input_size = config.data.input_size or list(kind.input_size)
     if config.model.name not in PRESETS:
         raise ConfigError(
             f"model.name: unknown model {config.model.name!r}; choose from {', '.join(PRESETS)}"

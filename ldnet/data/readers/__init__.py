@@ -36,19 +36,3 @@ __all__ = [
     "read_mpii",
     "records_with_keypoints",
 ]
-
-
-# transitional: remove once ldnet/engine/data.py reads the table (ldnet.datasets).
-def seed_paths(dataset: str, root: str | Path, split: str) -> tuple[Path, Path]:
-    """Transitional, until ldnet/engine/data.py uses ``dataset_kind(dataset).layout``."""
-    from ldnet.datasets import dataset_kind  # lazily: ldnet.datasets imports this package
-
-    return dataset_kind(dataset).layout(Path(root), split)
-
-
-# transitional: remove once ldnet/engine/data.py reads the table (ldnet.datasets).
-def read_dataset(dataset: str, annotation_file, image_dir, **kwargs) -> PoseAnnotations:
-    """Transitional, until ldnet/engine/data.py uses ``dataset_kind(dataset).read``."""
-    from ldnet.datasets import dataset_kind  # lazily: ldnet.datasets imports this package
-
-    return dataset_kind(dataset).read(annotation_file, image_dir, **kwargs)
