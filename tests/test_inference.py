@@ -116,7 +116,7 @@ def test_malformed_record_names_the_file_and_the_field(change, field, problem):
             data[key] = value
     with pytest.raises(CheckpointError) as error:
         record_from_checkpoint(data, "w.pt")
-    assert str(error.value) == f"w.pt: codec record field {field!r} {problem}"
+    assert str(error.value).startswith(f"w.pt: codec record field {field!r} {problem}")
 
 
 def tiny_onnx(path: Path, metadata: dict[str, str]) -> Path:
@@ -232,9 +232,10 @@ def test_predict_gives_the_keypoints_and_ap_of_test(tmp_path, capsys):
     save_config(config_from_dict(values), tmp_path / "config.yaml")
     assert main(["test", str(tmp_path / "config.yaml"), "--weights", str(checkpoint),
                  "--run-dir", str(tmp_path / "test"), "--quiet"]) == 0  # fmt: skip
-    assert main(["predict", str(paths.val_images), "--weights", str(checkpoint),
-                 "--detections", str(paths.val_detections), "--box-threshold", "0",
-                 "--output", str(tmp_path / "predict"), "--no-overlay", "--quiet"]) == 0  # fmt: skip
+    predict = ["predict", str(paths.val_images), "--weights", str(checkpoint), "--detections",
+               str(paths.val_detections), "--box-threshold", "0", "--output",
+               str(tmp_path / "predict"), "--no-overlay", "--quiet"]  # fmt: skip
+    assert main(predict) == 0
     capsys.readouterr()
 
     def rows(folder):

@@ -16,8 +16,6 @@ entry) are recorded as ``Problem``s and the sample is skipped (or the joint igno
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .coco import read_coco, read_crowdpose
 from .detections import read_detections
 from .jsonfiles import load_json
