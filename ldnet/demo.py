@@ -65,12 +65,12 @@ def run_demo(
 
     started = time.perf_counter()
     data_root = run_dir / "data"
-    print(f"1/4 generating {num_train} + {num_val} synthetic images in {data_root}")
+    print(f"1/5 generating {num_train} + {num_val} synthetic images in {data_root}")
     generate_dataset(data_root, num_train, num_val, seed=seed)
     config = config_from_dict(demo_config(data_root, epochs, model))
-    print(f"2/4 training {model} for {epochs} epochs on the CPU (input 128x96)")
+    print(f"2/5 training {model} for {epochs} epochs on the CPU (input 128x96)")
     train(config, run_dir / "train", progress=progress)
-    print("3/4 testing on the held-out images with the synthetic detector's boxes")
+    print("3/5 testing on the held-out images with the synthetic detector's boxes")
     metrics = test(
         config,
         run_dir / "train" / "last.pt",
@@ -79,13 +79,80 @@ def run_demo(
         progress=progress,
     )
     print(evaluation.format_metrics_table(metrics, title="COCO keypoint metrics (synthetic val)"))
-    print("4/4 drawing predictions")
+    print("4/5 drawing predictions")
     written = draw_predictions(data_root, run_dir / "test" / "results.json", run_dir / "pictures")
+    print("5/5 checking that `ldnet predict` (one image at a time) gives what `ldnet test` gave")
+    parity = predict_matches_test(data_root, run_dir, progress)
+    write_json_atomic(run_dir / "predict_vs_test.json", parity)
+    print(
+        f"    max keypoint difference {parity['max_keypoint_difference_px']:.2e} px, "
+        f"AP difference {parity['ap_difference']:.1e} ({parity['people']} people); ONNX Runtime "
+        f"vs PyTorch: {parity['onnxruntime_vs_pytorch_max_difference_px']:.2e} px"
+    )
     minutes = (time.perf_counter() - started) / 60
     summary = {"metrics": evaluation.metrics_to_json(metrics), "minutes": minutes}
     write_json_atomic(run_dir / "metrics.json", evaluation.metrics_to_json(metrics))
     print(f"demo finished in {minutes:.1f} min: {run_dir} ({written} pictures)")
     return summary["metrics"]
+
+
+def predict_matches_test(data_root: Path, run_dir: Path, progress: bool = True) -> dict:
+    """Run the trained weights through ``PoseEstimator`` (what `ldnet predict` runs), in
+    PyTorch and in ONNX Runtime, on the held-out images with the same detection boxes, and
+    compare with `ldnet test`'s results: the largest keypoint difference in pixels and the
+    difference in AP."""
+    import json
+
+    from ldnet import evaluation
+    from ldnet.predict import (
+        DetectionFile,
+        PoseEstimator,
+        PredictOptions,
+        open_source,
+        predict_source,
+    )
+
+    detections = DetectionFile(data_root / DEMO_DETECTIONS)
+    for backend in ("pytorch", "onnxruntime"):
+        estimator = PoseEstimator.from_weights(run_dir / "train" / "last.pt", backend=backend)
+        source = open_source(str(data_root / "images" / "val2017"))
+        options = PredictOptions(run_dir / f"predict-{backend}", overlay=False, progress=progress)
+        predict_source(estimator, source, lambda frame: detections(frame.image_id), options)
+
+    def people(folder: str) -> list[dict]:
+        results = json.loads((run_dir / folder / "results.json").read_text())
+        return sorted(results, key=lambda r: (r["image_id"], -r["score"]))
+
+    tested, predicted, onnx = (
+        people("test"),
+        people("predict-pytorch"),
+        people("predict-onnxruntime"),
+    )
+    annotations = data_root / "annotations" / "person_keypoints_val2017.json"
+    ap = [evaluation.evaluate_coco(r, annotations)["AP"] for r in (tested, predicted)]
+    return {
+        "people": len(tested),
+        "max_keypoint_difference_px": _max_difference(tested, predicted),
+        "ap_test": ap[0],
+        "ap_predict": ap[1],
+        "ap_difference": abs(ap[0] - ap[1]),
+        "onnxruntime_vs_pytorch_max_difference_px": _max_difference(predicted, onnx),
+    }
+
+
+def _max_difference(first: list[dict], second: list[dict]) -> float:
+    """Largest x or y difference between two results lists of the same people, in pixels."""
+    if [r["image_id"] for r in first] != [r["image_id"] for r in second]:
+        raise RuntimeError("the two results files hold different people")
+    return max(
+        (
+            abs(a - b)
+            for one, other in zip(first, second, strict=True)
+            for i, (a, b) in enumerate(zip(one["keypoints"], other["keypoints"], strict=True))
+            if i % 3 != 2  # x and y, not the confidence
+        ),
+        default=0.0,
+    )
 
 
 def draw_predictions(data_root: Path, results_file: Path, out_dir: Path, limit: int = 12) -> int:

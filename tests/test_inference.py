@@ -257,3 +257,22 @@ def test_predict_gives_the_keypoints_and_ap_of_test(tmp_path, capsys):
               "--results", str(tmp_path / folder / "results.json"), "--json"])  # fmt: skip
         aps.append(json.loads(capsys.readouterr().out)["AP"])
     assert aps[0] == pytest.approx(aps[1], abs=1e-6)
+
+
+def test_engine_and_predict_do_not_import_each_other():
+    """They share ldnet.inference; neither reaches into the other."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "ldnet"
+    for owner, other in (("engine", "predict"), ("predict", "engine")):
+        for path in (package / owner).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.ImportFrom):
+                    names = [("." * node.level) + (node.module or "")]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                for name in names:
+                    assert f"ldnet.{other}" not in name and not name.startswith(f"..{other}"), (
+                        f"{path.name} imports {name}"
+                    )
