@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ldnet.datasets import DATASETS
+
 from .common import CLIError, input_size, model_choice, positive_int
 
 
@@ -27,7 +29,7 @@ def register(subparsers) -> None:
     source.add_argument("--weights", type=Path, help="checkpoint (.pt) from `ldnet train`")
     model_choice(source, help="a preset with random weights (for speed tests)")
     onnx.add_argument("--output", required=True, type=Path, metavar="FILE")
-    onnx.add_argument("--dataset", choices=["coco", "mpii", "crowdpose"], help="with --model")
+    onnx.add_argument("--dataset", choices=list(DATASETS), help="with --model")
     onnx.add_argument(
         "--input", type=input_size, metavar="HxW", help="with --model (default 256x192)"
     )

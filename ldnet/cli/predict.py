@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ldnet.datasets import DATASETS
+
 from .common import CLIError, positive_int
 
 
@@ -43,7 +45,7 @@ def register(subparsers) -> None:
     parser.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
     parser.add_argument(
         "--dataset",
-        choices=["coco", "mpii", "crowdpose"],
+        choices=list(DATASETS),
         help="the joint set expected; weights for another one are refused",
     )
     boxes = parser.add_argument_group("person boxes")
