@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .inference.backends import BACKENDS
 from .models import build_model
 from .models.fuse import fuse_for_inference
 
@@ -53,13 +54,10 @@ def _time_calls(run: Callable[[], object], iterations: int) -> float:
     return (time.perf_counter() - start) / iterations
 
 
-BACKENDS = ("pytorch", "onnxruntime")
-
-
 def prepare_onnx_session(name: str, num_joints: int, input_size: tuple[int, int], folder):
     """An ONNX Runtime session of the preset, exported as ``ldnet export onnx`` does."""
     from .export import export_onnx
-    from .predict.backends import onnx_session
+    from .inference.backends import onnx_session
 
     path = export_onnx(build_model(name, num_joints).eval(), f"{folder}/{name}.onnx", input_size)
     return onnx_session(path)

@@ -146,12 +146,20 @@ def test_predictions_are_deterministic_and_varied():
     first, second = perturbed_predictions(dataset, 5), perturbed_predictions(dataset, 5)
     assert first == second
     assert first != perturbed_predictions(dataset, 6)
+    # 14 people: 12 predicted (the unlabelled n = 7 and 11 are odd: skipped) + 5 false
+    # positives (n = 0, 3, 6, 9, 12); the 0.5 tie at n = 0, 5, 10; 15 distinct scores.
     scores = [r["score"] for r in first]
-    assert len(set(scores)) > 5 and scores.count(0.5) >= 2
+    assert (len(dataset["annotations"]), len(first)) == (14, 17)
+    assert len(set(scores)) == 15 and scores.count(0.5) == 3
     assert Lcg(0).uniform() == 1013904223 / 2**32
 
 
 def test_crowdpose_cases_have_every_split():
     mini, _ = crowdpose_cases()["coco_mini_as_crowdpose"]
     indices = [image["crowdIndex"] for image in mini["images"]]
-    assert min(indices) < 0.1 and max(indices) >= 0.8 and 0.15 in indices
+    # 79 images; 0.15 at every 7th (k = 0, 7, ..., 77): 12. Easy / medium / hard by the
+    # official < 0.2 and >= 0.8, and < 0.1 (the paper's easy) recorded from the LCG.
+    assert len(indices) == 79 and indices.count(0.15) == 12
+    easy = sum(c < 0.2 for c in indices)
+    hard = sum(c >= 0.8 for c in indices)
+    assert (easy, 79 - easy - hard, hard, sum(c < 0.1 for c in indices)) == (27, 39, 13, 6)

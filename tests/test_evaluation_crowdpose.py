@@ -80,7 +80,8 @@ def test_cli_equals_the_official_evaluator(cases, tmp_path, capsys):
     assert list(printed) == list(CROWDPOSE_METRIC_NAMES)
     assert list(printed.values()) == pytest.approx(OFFICIAL["coco_mini_as_crowdpose"], abs=1e-6)
     assert main(argv) == 0
-    assert "| AP(E) " in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "| AP(E) " in table and f"{printed['AP']:.3f}" in table
 
 
 def test_crowd_index_split_follows_the_official_code():

@@ -195,7 +195,12 @@ def test_reordered_dataset_joints_are_followed(sample, tmp_path):
     preds = offset(sample, fractions)
     reference = tmp_path / "gt.mat"
     write_gt_valid_mat(reference, joints, visible, boxes)
-    assert evaluate_mpii(preds, path) == evaluate_mpii(preds, reference)
+    metrics = evaluate_mpii(preds, path)
+    assert metrics == evaluate_mpii(preds, reference)
+    # Counted as in test_known_offsets_give_known_pckh, less the four right elbows it had
+    # right: Elbow 4 of 10, Mean 50 of 66.
+    assert metrics["Elbow"] == pytest.approx(40.0, abs=1e-9)
+    assert metrics["Mean"] == pytest.approx(100 * 50 / 66, abs=1e-9)
 
 
 def test_cli_reads_pred_mat_and_json(gt_mat, sample, tmp_path, capsys):

@@ -10,9 +10,9 @@ import torch
 
 from ldnet.cli import main
 from ldnet.export import export_onnx, read_metadata
+from ldnet.inference.backends import onnx_session
 from ldnet.models import build_model
 from ldnet.models.ldconv import KernelAttention
-from ldnet.predict.backends import onnx_session
 
 
 def _spread(model: torch.nn.Module) -> torch.nn.Module:
@@ -54,7 +54,7 @@ def test_export_cli_writes_metadata_and_checks_parity(tmp_path, capsys):
     )  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
-    assert "ldnet_no_krm, mpii (16 joints), input 64x64, dynamic batch" in out
+    assert "ldnet_no_krm, mpii (16 joints), input 64x64, dark codec (sigma 2), dynamic batch" in out
     for batch in (1, 5):
         line = next(x for x in out.splitlines() if f"batch {batch}:" in x)
         assert float(line.rsplit(" ", 1)[1]) < 1e-4
@@ -63,7 +63,10 @@ def test_export_cli_writes_metadata_and_checks_parity(tmp_path, capsys):
         "num_joints": "16",
         "dataset": "mpii",
         "input_size": "64x64",
-        "decoder": "dark",
+        "codec": "dark",
+        "sigma": "2.0",
+        "heatmap_size": "16x16",
+        "convention": "ldnet",
     }
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
@@ -92,11 +95,14 @@ def test_bench_compares_pytorch_and_onnx_runtime(capsys):
         for model in ("ldnet_static", "ldnet_no_krm")
         for batch in (1, 2)
     }
+    rate = {(r["backend"], r["model"], r["batch"]): r["images_per_s"] for r in rows}
     for row in rows:
-        assert row["images_per_s"] > 0
-        if row["model"] == "ldnet_static":
-            assert row["speedup_vs_ldnet_static"] == 1.0
-        if row["backend"] == "pytorch":
-            assert row["speedup_vs_pytorch"] == 1.0
-        else:
-            assert row["speedup_vs_pytorch"] > 0
+        backend, model, batch = row["backend"], row["model"], row["batch"]
+        # images/s is batch / seconds per call; the ratios are of the matching rows.
+        assert row["images_per_s"] * row["ms_per_batch"] == pytest.approx(1e3 * batch)
+        assert row["speedup_vs_ldnet_static"] == pytest.approx(
+            rate[(backend, model, batch)] / rate[(backend, "ldnet_static", batch)]
+        )
+        assert row["speedup_vs_pytorch"] == pytest.approx(
+            rate[(backend, model, batch)] / rate[("pytorch", model, batch)]
+        )

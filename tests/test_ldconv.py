@@ -109,7 +109,9 @@ def test_temperature_sharpens_attention():
     _randomise_attention(conv)
     x = torch.randn(1, 16, 8, 8)
     with torch.no_grad():
-        soft = conv.attention(x).max()
+        soft = conv.attention(x).double()
         set_attention_temperature(conv, 0.1)
-        sharp = conv.attention(x).max()
-    assert sharp > soft
+        sharp = conv.attention(x).double()
+    # softmax(z / T): log(softmax(z)) is z up to a constant, which softmax ignores.
+    torch.testing.assert_close(sharp, torch.softmax(soft.log() / 0.1, dim=1), atol=1e-5, rtol=0)
+    assert sharp.max() > soft.max()

@@ -18,7 +18,7 @@ def costs_256x192():
 def test_hrnet_w32_has_the_official_parameter_count(costs_256x192):
     assert costs_256x192["hrnet_w32"].params == HRNET_W32_OFFICIAL_PARAMS
     # torch's flop counter on the official HRNet-W32 gives 7.65 GMACs (paper: 7.1).
-    assert costs_256x192["hrnet_w32"].macs == pytest.approx(7.645e9, rel=1e-3)
+    assert costs_256x192["hrnet_w32"].macs == 7_645_003_776
 
 
 def test_ldnet_hits_the_papers_ratios(costs_256x192):
@@ -115,7 +115,7 @@ def test_onnx_export_has_a_dynamic_batch(name, tmp_path):
     joints = 16 if name == "ldnet_static" else 17
     model = build_model(name, joints).eval()
     path = export_onnx(model, tmp_path / f"{name}.onnx", (256, 192))
-    assert not (tmp_path / f"{name}.onnx.partial").exists()
+    assert [p.name for p in tmp_path.iterdir()] == [f"{name}.onnx"]  # no temporary left
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 3):
         images = torch.randn(batch, 3, 256, 192)

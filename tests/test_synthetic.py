@@ -48,7 +48,8 @@ def test_layout_and_coco_format(data_root):
         assert category["keypoints"] == list(COCO.joint_names)
         assert category["skeleton"][0] == [16, 14]  # COCO's 1-based left ankle -> left knee
         anns = api.loadAnns(api.getAnnIds())
-        assert len(anns) >= count  # at least one person per image
+        # At least one person per image; the counts are seed 5's.
+        assert len(anns) == {"train2017": 21, "val2017": 16}[split]
         assert len({a["id"] for a in anns}) == len(anns)
         for ann in anns:
             assert ann["category_id"] == 1 and ann["iscrowd"] == 0
@@ -98,7 +99,7 @@ def test_detections_cover_every_person(data_root):
     for ann in api.loadAnns(api.getAnnIds()):
         boxes = [d["bbox"] for d in detections if d["image_id"] == ann["image_id"]]
         assert max(box_iou(ann["bbox"], b) for b in boxes) > 0.6
-    assert len(detections) >= len(api.getAnnIds())
+    assert (len(api.getAnnIds()), len(detections)) == (16, 18)  # seed 5's
 
 
 def box_iou(a, b) -> float:
@@ -141,7 +142,7 @@ def test_occlusion_flags_in_crowded_scenes():
                     for b in boxes[n + 1 :]
                 )
             assert 0.0 <= person.hidden_fraction < 1.0
-    assert occluded >= 5
+    assert occluded == 32  # recorded (seeded scenes)
 
 
 def standing(yaw_deg: float) -> PoseAngles:

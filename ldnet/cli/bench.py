@@ -7,6 +7,8 @@ import json
 
 import torch
 
+from ldnet.inference.backends import BACKENDS
+
 from .common import CLIError, positive_int
 
 
@@ -52,8 +54,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--backend",
         nargs="+",
-        choices=["pytorch", "onnxruntime"],
-        default=["pytorch", "onnxruntime"],
+        choices=BACKENDS,
+        default=list(BACKENDS),
         help="inference backends (default: both)",
     )
     parser.add_argument("--reference", default="hrnet_w32", help="ratio denominator")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ldnet.files import atomic_path
+
 from .common import CLIError
 
 
@@ -51,9 +53,10 @@ def run(args) -> int:
     else:
         axes[2].set(title="no validation yet")
     figure.tight_layout()
-    partial = output.with_name(output.name + ".partial.png")
-    figure.savefig(partial, dpi=100)
-    plt.close(figure)
-    partial.replace(output)
+    try:
+        with atomic_path(output) as temporary:
+            figure.savefig(temporary, dpi=100, format="png")  # PNG whatever the name says
+    finally:
+        plt.close(figure)
     print(f"wrote {output}")
     return 0

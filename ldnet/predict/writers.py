@@ -3,8 +3,6 @@ renamed into place when complete: an interrupted or failed run leaves no half-wr
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -26,6 +24,10 @@ def write_image(path: str | Path, image_bgr: np.ndarray) -> Path:
     return path
 
 
+class _Discarded(Exception):
+    """Thrown into `atomic_path` to leave it the failing way (delete, no rename)."""
+
+
 class VideoWriter:
     """An MP4 (``mp4v``) written frame by frame into a temporary file; ``close()`` renames
     it into place, ``abort()`` (or an exception inside ``with``) deletes it."""
@@ -33,11 +35,11 @@ class VideoWriter:
     def __init__(self, path: str | Path, fps: float):
         self.path, self.fps = Path(path), fps
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=".mp4", dir=self.path.parent
-        )
-        os.close(handle)
-        self.temporary = Path(name)
+        # `atomic_path` held open across calls: entered here, left by close() (rename into
+        # place) or abort() (delete). The suffix stays .mp4 whatever the target's name, since
+        # OpenCV picks the container by it.
+        self._output = atomic_path(self.path, suffix=".mp4")
+        self.temporary = self._output.__enter__()
         self.writer: cv2.VideoWriter | None = None
         self.frames = 0
 
@@ -52,18 +54,26 @@ class VideoWriter:
         self.frames += 1
 
     def close(self) -> Path | None:
-        if self.writer is not None:
-            self.writer.release()
-        if self.frames == 0:
-            self.temporary.unlink(missing_ok=True)
-            return None
-        os.replace(self.temporary, self.path)
-        return self.path
+        """Rename the video into place; with no frame written, delete it and return None."""
+        kept = self._finish(keep=self.frames > 0)
+        return self.path if kept else None
 
     def abort(self) -> None:
+        self._finish(keep=False)
+
+    def _finish(self, keep: bool) -> bool:
         if self.writer is not None:
             self.writer.release()
-        self.temporary.unlink(missing_ok=True)
+            self.writer = None
+        if self._output is None:  # already closed or aborted
+            return False
+        output, self._output = self._output, None
+        if keep:
+            output.__exit__(None, None, None)
+        else:  # leaving the block with an exception is what makes atomic_path delete
+            discarded = _Discarded(f"{self.path}: discarded")
+            output.__exit__(_Discarded, discarded, None)
+        return keep
 
     def __enter__(self) -> VideoWriter:
         return self
