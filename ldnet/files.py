@@ -19,8 +19,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(handle)
     temporary = Path(name)
+    # mkstemp makes the file private (0600); a result file gets the usual umask-based mode.
+    temporary.chmod(0o666 & ~_umask())
     try:
         yield temporary
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -19,6 +19,7 @@ from ldnet.checkpoint import (
     load_initial_weights,
 )
 from ldnet.config import ConfigError, config_from_dict, load_config
+from ldnet.evaluation import COCO_METRIC_NAMES, evaluate_coco
 from ldnet.inference import ModelRecord, record_from_checkpoint
 from ldnet.models import build_model
 
@@ -75,7 +76,7 @@ def logged_losses(run_dir: Path) -> list[float]:
 
 def test_shipped_configs_load():
     configs = sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
-    assert len(configs) >= 8
+    assert len(configs) == 10
     for path in configs:
         config = load_config(path)
         assert config.model.name in path.stem  # each config is named after its network
@@ -384,8 +385,12 @@ def test_test_command_on_coco_mini_val2017_with_ground_truth_boxes(tiny_checkpoi
     result = run_ldnet(*args)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads(result.stdout)
-    assert set(metrics) >= {"AP", "AP50", "AP75", "AP(M)", "AP(L)", "AR"}
+    assert tuple(metrics) == COCO_METRIC_NAMES
     assert metrics == json.loads((run_dir / "metrics.json").read_text())
+    # The printed metrics are the official evaluator's on the results file written.
+    ann = COCO_MINI / "annotations" / "person_keypoints_val2017.json"
+    official = evaluate_coco(json.loads((run_dir / "results.json").read_text()), ann)
+    assert list(metrics.values()) == pytest.approx(list(official.values()), abs=1e-12)
     # One result per labelled person of val2017 (68 of its 118 boxes: as in HRNet, boxes
     # without keypoints are not tested), scoreable by the official API.
     gt = COCO(str(COCO_MINI / "annotations" / "person_keypoints_val2017.json"))
@@ -406,8 +411,9 @@ def test_test_command_with_detection_boxes_and_own_annotation_file(tiny_checkpoi
         "test", str(config), *common, "--detections", str(detections), "--run-dir", str(tmp_path)
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert 0.0 <= json.loads(result.stdout)["AP"] <= 1.0
     written = json.loads((tmp_path / "results.json").read_text())
+    official = evaluate_coco(written, SAMPLES_COCO / "test_coco.json")
+    assert json.loads(result.stdout)["AP"] == pytest.approx(official["AP"], abs=1e-12)
     # Every detected image gets people; OKS-NMS may merge duplicates, never invent images.
     detected = {d["image_id"] for d in json.loads(detections.read_text())}
     assert {r["image_id"] for r in written} == detected

@@ -91,7 +91,10 @@ def test_estimator_batches_people_and_accepts_paths_bgr_and_rgb(estimator, tmp_p
     boxes = np.array([[10, 10, 50, 80], [60, 20, 70, 90], [0, 0, 160, 120]], float)
     together = estimator(image, boxes, [0.9, 0.8, 0.7])
     assert together.keypoints.shape == (3, 17, 3)
-    assert together.scores.shape == (3,) and np.all(together.scores <= together.box_scores)
+    # score = box score x mean confidence of the joints above 0.2 (rescoring, by hand)
+    confidences = together.keypoints[..., 2]
+    expected = [c[c > 0.2].mean() if (c > 0.2).any() else 0.0 for c in confidences]
+    np.testing.assert_allclose(together.scores, np.array(expected) * [0.9, 0.8, 0.7], rtol=1e-12)
     for n in range(3):  # people in one batch do not affect each other
         alone = estimator(image, boxes[n : n + 1])
         np.testing.assert_allclose(alone.keypoints, together.keypoints[n : n + 1], atol=1e-4)
