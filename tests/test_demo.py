@@ -39,6 +39,14 @@ def test_demo_runs_end_to_end(tmp_path):
     assert [p.name for p in pictures] == [f"{i:012d}.jpg" for i in range(1_000_001, 1_000_004)]
     assert cv2.imread(str(pictures[0])).shape == (240, 320, 3)  # the val image, drawn on
     assert (run_dir / "train" / "last.pt").is_file()
+    # Step 5: `ldnet predict`'s path on the same boxes gives `ldnet test`'s keypoints and AP,
+    # and ONNX Runtime gives PyTorch's keypoints.
+    parity = json.loads((run_dir / "predict_vs_test.json").read_text())
+    assert parity["people"] == len(results)
+    assert parity["max_keypoint_difference_px"] <= 1e-3
+    assert parity["ap_test"] == pytest.approx(metrics["AP"], abs=1e-12)
+    assert parity["ap_difference"] <= 1e-6
+    assert parity["onnxruntime_vs_pytorch_max_difference_px"] <= 1e-2
 
 
 def test_demo_recipe_matches_its_config_file():
