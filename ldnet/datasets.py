@@ -28,6 +28,8 @@ class DatasetKind:
     read: Callable[..., PoseAnnotations]
     # (root, annotation file) -> the file the evaluator scores against.
     ground_truth: Callable[[Path, Path], Path]
+    # (predictions, ground-truth file, source name) -> the official metrics.
+    evaluator: Callable[..., dict]
     # COCO-style benchmarks score people (AP over OKS): detections are rescored and
     # de-duplicated by OKS-NMS, and the submission is a COCO results list. MPII scores one
     # prediction per given person box (PCKh), in the annotation file's order.
@@ -45,13 +47,7 @@ class DatasetKind:
     def evaluate(self, predictions, ground_truth_file: Path, source: str = "results"):
         """Official metrics: ``predictions`` is a COCO results list (``scores_people``) or
         an (N, 16, 3) MPII array in our 0-based pixels."""
-        from ldnet import evaluation
-
-        if not self.scores_people:
-            return evaluation.evaluate_mpii(predictions, ground_truth_file)
-        if self.name == "crowdpose":
-            return evaluation.evaluate_crowdpose(predictions, ground_truth_file, source=source)
-        return evaluation.evaluate_coco(predictions, ground_truth_file, source=source)
+        return self.evaluator(predictions, ground_truth_file, source)
 
     def evaluate_file(self, results_file: Path, ground_truth_file: Path):
         """Official metrics of a saved submission: a COCO results json (``scores_people``),
@@ -73,6 +69,24 @@ class DatasetKind:
             evaluation.write_coco_results(path, predictions)
         else:
             evaluation.write_mpii_pred_mat(path, predictions[..., :2])
+
+
+def _evaluate_coco(results, ground_truth_file: Path, source: str):
+    from ldnet.evaluation import evaluate_coco
+
+    return evaluate_coco(results, ground_truth_file, source=source)
+
+
+def _evaluate_crowdpose(results, ground_truth_file: Path, source: str):
+    from ldnet.evaluation import evaluate_crowdpose
+
+    return evaluate_crowdpose(results, ground_truth_file, source=source)
+
+
+def _evaluate_mpii(preds_px, ground_truth_file: Path, source: str):
+    from ldnet.evaluation import evaluate_mpii
+
+    return evaluate_mpii(preds_px, ground_truth_file)
 
 
 def _coco_layout(root: Path, split: str) -> tuple[Path, Path]:
@@ -105,6 +119,7 @@ DATASETS: dict[str, DatasetKind] = {
             layout=_coco_layout,
             read=read_coco,
             ground_truth=_annotation_file_itself,
+            evaluator=_evaluate_coco,
             scores_people=True,
             prediction_file="results.json",
             main_metric="AP",
@@ -118,6 +133,7 @@ DATASETS: dict[str, DatasetKind] = {
             layout=_mpii_layout,
             read=read_mpii,
             ground_truth=_mpii_gt_valid,
+            evaluator=_evaluate_mpii,
             scores_people=False,
             prediction_file="pred.mat",
             main_metric="Mean",
@@ -131,6 +147,7 @@ DATASETS: dict[str, DatasetKind] = {
             layout=_crowdpose_layout,
             read=read_crowdpose,
             ground_truth=_annotation_file_itself,
+            evaluator=_evaluate_crowdpose,
             scores_people=True,
             prediction_file="results.json",
             main_metric="AP",
