@@ -6,8 +6,10 @@ TORCH_VERSION ?= 2.13.0
 TORCH_SPEC ?= torch==$(TORCH_VERSION)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where `make gpu-check` writes gpu-check.json (and the gpu tests' log and JUnit XML).
+OUT ?= gpu-check-out
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean gpu-check
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; run 'make PYTHON=/path/to/python3.11 ...'"; exit 2; }
@@ -25,6 +27,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# On a CUDA machine: the `gpu` tests and ldnet vs hrnet_w32 figures (about 8 minutes on one
+# GPU); without CUDA: the CPU self-checks, one line, exit 0.
+gpu-check: $(STAMP)
+	$(BIN)/python -m ldnet.gpucheck --out $(OUT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check ldnet tests

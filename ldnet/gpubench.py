@@ -1,0 +1,338 @@
+"""`make gpu-check`'s measurements: `ldnet` vs `hrnet_w32` on one device, side by side.
+
+Training samples/s (forward with every supervised heatmap, loss, backward, Adam; AMP on
+CUDA), inference images/s (BatchNorm folded, float32 and float16), the peak memory of each
+case and ONNX Runtime on the exported graph. The same code runs on the CPU at a tiny size,
+which is how a machine without CUDA checks it.
+
+As in ``ldnet.benchmark``, cases are timed in interleaved rounds and each reports its median.
+Two things differ on a GPU: a CUDA call returns before its kernels have run, so every timed
+burst ends with ``torch.cuda.synchronize()``; and each case is built and warmed up alone, so
+the allocator's peak above what was allocated before it is that case's own memory (weights,
+optimiser state, inputs, activations, workspaces).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .benchmark import BenchResult, _time_calls, prepare_pytorch_model, speedups
+from .engine.loss import supervised_loss
+from .models import build_model
+
+REFERENCE = "hrnet_w32"
+UNMEASURED = "unmeasured: no CUDA device"
+ROW_KEYS = (
+    "model",
+    "batch",
+    "images_per_s",
+    "ms_per_batch",
+    "repeats",
+    "iterations_per_repeat",
+    "backend",
+    "peak_memory_mib",
+    f"speedup_vs_{REFERENCE}",
+    "status",
+)
+
+# How every figure is taken, written into the report beside them.
+METHOD = {
+    "timing": "interleaved rounds (every case once per round), median per case; each timed "
+    "burst of calls is enclosed by device synchronisation; warm-up calls first",
+    "training": "forward with every supervised heatmap, JointsMSE loss, backward, Adam; "
+    "autocast float16 with a GradScaler on CUDA, float32 on the CPU; images_per_s are "
+    "samples/s",
+    "inference": "eval mode, BatchNorm folded into the convolutions, weights and input in "
+    "the named dtype, LDConv 'aggregate'",
+    "onnxruntime": "the `ldnet export onnx` graph (LDConv 'separate', dynamic batch), input "
+    "and output bound on the provider's device",
+    "memory_format": "contiguous (NCHW) on CUDA, channels-last on the CPU, as the engine",
+    "peak_memory_mib": "torch.cuda.max_memory_allocated over one call after warm-up and "
+    "reset_peak_memory_stats, less what was allocated before the case was built (its "
+    "weights, optimiser state, inputs, activations, workspaces); null for ONNX Runtime "
+    "(its own allocator) and on the CPU",
+    "cudnn_benchmark": True,
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to measure. The defaults are the issue's GPU figures at 256x192."""
+
+    models: tuple[str, ...] = ("ldnet", REFERENCE)
+    input_size: tuple[int, int] = (256, 192)
+    num_joints: int = 17
+    train_batches: tuple[int, ...] = (32, 64)
+    inference_batches: tuple[int, ...] = (1, 64)
+    dtypes: tuple[str, ...] = ("float32", "float16")
+    onnxruntime: bool = True
+    repeats: int = 5
+    min_repeat_s: float = 0.2
+    warmup: int = 3
+
+    def backends(self, device: str) -> list[str]:
+        """Case labels: ``pytorch-train[-amp]``, ``pytorch-<dtype>``, ``onnxruntime-<dev>``."""
+        labels = ["pytorch-train-amp" if device == "cuda" else "pytorch-train"]
+        labels += [f"pytorch-{dtype}" for dtype in self.dtypes]
+        if self.onnxruntime:
+            labels.append(f"onnxruntime-{device}-float32")
+        return labels
+
+    def cases(self, device: str) -> list[tuple[str, str, int]]:
+        """(backend, model, batch) of every figure, in the order they are reported."""
+        return [
+            (backend, model, batch)
+            for backend in self.backends(device)
+            for model in self.models
+            for batch in (self.train_batches if "train" in backend else self.inference_batches)
+        ]
+
+
+def empty_row(backend: str, model: str, batch: int, status: str) -> dict:
+    """A figure that was not measured, with the keys of a measured one."""
+    row = dict.fromkeys(ROW_KEYS)
+    row.update(model=model, batch=batch, backend=backend, status=status)
+    return row
+
+
+def onnxruntime_provider(device: str) -> tuple[str | None, str]:
+    """(provider, status): ONNX Runtime's provider for ``device``, or None and why not."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None, "unavailable: onnxruntime is not installed"
+    wanted = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+    available = onnxruntime.get_available_providers()
+    if wanted not in available:
+        return (
+            None,
+            f"unavailable: {wanted} not in {available} (onnxruntime {onnxruntime.__version__})",
+        )
+    return wanted, f"measured with {wanted} (onnxruntime {onnxruntime.__version__})"
+
+
+# -- one case each: a callable that does one batch ------------------------------------------
+def _channels_last(device: torch.device) -> bool:
+    # As the engine and the inference backend do: NHWC on the CPU (oneDNN's depthwise kernels),
+    # the default layout on CUDA.
+    return device.type == "cpu"
+
+
+def _images(batch, plan, device, dtype=torch.float32) -> torch.Tensor:
+    images = torch.randn(batch, 3, *plan.input_size, device=device, dtype=dtype)
+    if _channels_last(device):
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def training_step(name: str, batch: int, plan: Plan, device: torch.device) -> Callable:
+    amp = device.type == "cuda"
+    model = build_model(name, plan.num_joints).train().to(device)
+    if _channels_last(device):
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    images = _images(batch, plan, device)
+    height, width = plan.input_size
+    target = torch.rand(batch, plan.num_joints, height // 4, width // 4, device=device)
+    weight = torch.ones(batch, plan.num_joints, device=device)
+
+    def step():  # as ldnet.engine.train.train_one_epoch
+        with torch.autocast(device.type, enabled=amp):
+            outputs = model(images, all_outputs=True)
+        loss = supervised_loss(outputs, target, weight)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
+
+
+def inference_call(name: str, batch: int, dtype: str, plan: Plan, device) -> Callable:
+    dtype = getattr(torch, dtype)
+    model = prepare_pytorch_model(name, plan.num_joints, True, _channels_last(device))
+    model = model.to(device, dtype)
+    images = _images(batch, plan, device, dtype)
+
+    def run():
+        with torch.inference_mode():
+            return model(images)
+
+    return run
+
+
+def onnxruntime_call(path, batch: int, plan: Plan, provider: str) -> Callable:
+    """Inputs and outputs bound on the provider's device, as PyTorch's stay on the GPU."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if provider == "CPUExecutionProvider":
+        options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(str(path), options, providers=[provider])
+    if session.get_providers()[0] != provider:  # ORT falls back to the CPU with a warning
+        raise RuntimeError(f"{provider} did not load (session has {session.get_providers()})")
+    where = "cuda" if provider == "CUDAExecutionProvider" else "cpu"
+    images = np.random.default_rng(0).standard_normal((batch, 3, *plan.input_size))
+    binding = session.io_binding()
+    binding.bind_ortvalue_input(
+        session.get_inputs()[0].name,
+        onnxruntime.OrtValue.ortvalue_from_numpy(images.astype(np.float32), where, 0),
+    )
+    for output in session.get_outputs():
+        binding.bind_output(output.name, where)
+
+    def run():
+        session.run_with_iobinding(binding)
+
+    return run
+
+
+# -- timing ---------------------------------------------------------------------------------
+def _synchronizer(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def seconds_per_call(run: Callable, iterations: int, synchronize: Callable[[], None]) -> float:
+    """Mean seconds of ``iterations`` calls, the device's queue drained before and after."""
+
+    def burst():
+        for _ in range(iterations):
+            run()
+        synchronize()
+
+    synchronize()
+    return _time_calls(burst, 1) / iterations
+
+
+@dataclass
+class _Case:
+    backend: str
+    model: str
+    batch: int
+    run: Callable
+    iterations: int
+    peak_memory_mib: float | None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.backend, self.model, self.batch)
+
+
+def _prepare(key, build: Callable[[], Callable], plan: Plan, device: torch.device) -> _Case:
+    synchronize = _synchronizer(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        synchronize()
+        before = torch.cuda.memory_allocated(device)
+    run = build()
+    for _ in range(plan.warmup):  # cuDNN autotuning and the allocator's first blocks
+        run()
+    peak = None
+    if cuda and not key[0].startswith("onnxruntime"):  # ORT's allocator is its own
+        synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        synchronize()
+        peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    one = seconds_per_call(run, 1, synchronize)
+    iterations = max(1, round(plan.min_repeat_s / max(one, 1e-6)))
+    return _Case(*key, run, iterations, peak)
+
+
+def _builder(key, plan: Plan, device: torch.device, onnx_path, provider) -> Callable:
+    backend, name, batch = key
+    if backend.startswith("onnxruntime"):
+        return lambda: onnxruntime_call(onnx_path(name), batch, plan, provider)
+    if "train" in backend:
+        return lambda: training_step(name, batch, plan, device)
+    return lambda: inference_call(name, batch, backend.removeprefix("pytorch-"), plan, device)
+
+
+def measure(
+    plan: Plan, device: str | torch.device, on_case=None, on_round=None
+) -> tuple[list[dict], str]:
+    """Every figure of ``plan`` on ``device``: (rows with ``ROW_KEYS``, ONNX Runtime status)."""
+    from .export import export_onnx
+
+    device = torch.device(device)
+    kind = device.type
+    provider, onnx_status = onnxruntime_provider(kind) if plan.onnxruntime else (None, "")
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # as a GPU user runs: the fastest kernel per shape
+    torch.manual_seed(0)
+    cases: list[_Case] = []
+    rows: dict[tuple, dict] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="ldnet-gpucheck-") as folder:
+            exported: dict[str, object] = {}
+
+            def onnx_path(name):  # one export per model serves every batch (dynamic batch)
+                if name not in exported:
+                    model = build_model(name, plan.num_joints).eval()
+                    exported[name] = export_onnx(model, f"{folder}/{name}.onnx", plan.input_size)
+                return exported[name]
+
+            for key in plan.cases(kind):
+                onnx = key[0].startswith("onnxruntime")
+                if onnx and provider is None:
+                    rows[key] = empty_row(*key, onnx_status)
+                    continue
+                try:
+                    build = _builder(key, plan, device, onnx_path, provider)
+                    cases.append(_prepare(key, build, plan, device))
+                except Exception as error:
+                    if not onnx:
+                        raise
+                    # A provider listed as available can still fail to load (a missing
+                    # cuDNN or CUDA library): record why, measure the rest.
+                    onnx_status = f"unavailable: {type(error).__name__}: {error}".splitlines()[0]
+                    rows[key] = empty_row(*key, onnx_status)
+                if on_case is not None:
+                    on_case(key)
+            synchronize = _synchronizer(device)
+            seconds: dict[tuple, list[float]] = {case.key: [] for case in cases}
+            for round_index in range(plan.repeats):
+                for case in cases:
+                    seconds[case.key].append(
+                        seconds_per_call(case.run, case.iterations, synchronize)
+                    )
+                if on_round is not None:
+                    on_round(round_index)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+    results = []
+    for case in cases:
+        median_s = statistics.median(seconds[case.key])
+        result = BenchResult(
+            case.model,
+            case.batch,
+            case.batch / median_s,
+            median_s * 1e3,
+            plan.repeats,
+            case.iterations,
+            case.backend,
+        )
+        results.append((result, case.peak_memory_mib))
+    for backend in {result.backend for result, _ in results}:
+        same = [result for result, _ in results if result.backend == backend]
+        ratios = speedups(same, REFERENCE) if REFERENCE in plan.models else {}
+        for result, peak in results:
+            if result.backend == backend:
+                rows[(backend, result.model, result.batch)] = {
+                    **result.to_dict(),
+                    "peak_memory_mib": peak,
+                    f"speedup_vs_{REFERENCE}": ratios.get((result.model, result.batch)),
+                    "status": "measured",
+                }
+    cases.clear()
+    if kind == "cuda":
+        torch.cuda.empty_cache()
+    return [rows[key] for key in plan.cases(kind)], onnx_status

@@ -1,0 +1,279 @@
+"""`make gpu-check` without a GPU: its one-line no-CUDA path, the report it writes, its
+arguments, the measuring code on the CPU, and how it reads the gpu tests' outcomes."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ldnet import gpubench, gpucheck
+from ldnet.gpubench import REFERENCE, ROW_KEYS, UNMEASURED, Plan, measure, seconds_per_call
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = Plan(
+    models=("ldnet_s", REFERENCE),
+    input_size=(64, 64),
+    train_batches=(2,),
+    inference_batches=(1,),
+    dtypes=("float32",),
+    onnxruntime=False,
+    repeats=2,
+    min_repeat_s=0.0,
+    warmup=1,
+)
+
+
+@pytest.mark.slow
+def test_without_cuda_one_line_exit_0_and_a_well_formed_report(tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "ldnet.gpucheck", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,  # runs from anywhere: finds the gpu tests beside the package
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("no CUDA device: GPU figures unmeasured in ")
+    assert "CPU self-checks passed (10 benchmark cases on the CPU, 18 gpu tests skipped)" in line
+    assert "Traceback" not in result.stderr
+
+    report = json.loads((out / "gpu-check.json").read_text())
+    gpucheck.check_report(report)
+    assert report["format"] == "ldnet-gpu-check-1" and report["cuda_available"] is False
+    environment = report["environment"]
+    assert environment["device_name"] is None and environment["device_count"] == 0
+    assert environment["torch"] == __import__("torch").__version__
+    # Every GPU figure is listed, none has a value.
+    rows = report["benchmark"]["rows"]
+    assert len(rows) == 2 * (2 + 2 * 2 + 2)  # 2 models x (train 32/64, fp32/fp16 x 1/64, ORT)
+    assert {r["status"] for r in rows} == {UNMEASURED}
+    assert all(r[k] is None for r in rows for k in ("images_per_s", "peak_memory_mib"))
+    assert {r["backend"] for r in rows} == {
+        "pytorch-train-amp",
+        "pytorch-float32",
+        "pytorch-float16",
+        "onnxruntime-cuda-float32",
+    }
+    # The measuring code ran on the CPU, ONNX Runtime included.
+    self_check = report["self_check"]
+    assert self_check["device"] == "cpu" and self_check["onnxruntime"].startswith("measured")
+    assert [(r["backend"], r["model"], r["batch"]) for r in self_check["rows"]] == [
+        ("pytorch-train", "ldnet_s", 2),
+        ("pytorch-train", REFERENCE, 2),
+        ("pytorch-float32", "ldnet_s", 1),
+        ("pytorch-float32", "ldnet_s", 2),
+        ("pytorch-float32", REFERENCE, 1),
+        ("pytorch-float32", REFERENCE, 2),
+        ("onnxruntime-cpu-float32", "ldnet_s", 1),
+        ("onnxruntime-cpu-float32", "ldnet_s", 2),
+        ("onnxruntime-cpu-float32", REFERENCE, 1),
+        ("onnxruntime-cpu-float32", REFERENCE, 2),
+    ]
+    for row in self_check["rows"]:
+        assert row["images_per_s"] * row["ms_per_batch"] / 1e3 == pytest.approx(row["batch"])
+    # The gpu tests ran, and each one skipped with its reason.
+    tests = report["tests"]
+    assert (tests["passed"], tests["failed"], tests["errors"], tests["skipped"]) == (0, 0, 0, 18)
+    assert {c["outcome"] for c in tests["cases"]} == {"skipped"}
+    assert all("no CUDA device" in c["message"] for c in tests["cases"])
+    assert (out / "gpu-tests.xml").is_file()
+
+
+def test_arguments():
+    args = gpucheck.parse_args([])
+    assert args.out == Path("gpu-check-out") and args.repeats == 5 and args.test_timeout_s == 300
+    assert gpucheck.parse_args(["--out", "x", "--repeats", "3"]).repeats == 3
+
+
+@pytest.mark.parametrize("argv", [["--repeats", "0"], ["--repeats", "two"], ["--bogus"]])
+def test_bad_arguments_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        gpucheck.parse_args(argv)
+    assert stop.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_out_must_be_a_folder(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as stop:
+        gpucheck.main(["--out", str(tmp_path / "file")])
+    assert stop.value.code == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_driver_version_from_nvidia_smi_or_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert gpucheck.driver_version() is None
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '550.54.15'\necho '550.54.15'\n")
+    smi.chmod(0o755)
+    assert gpucheck.driver_version() == "550.54.15"
+
+
+def test_measure_on_the_cpu():
+    rows, onnx_status = measure(TINY, "cpu")
+    assert onnx_status == ""
+    assert [(r["backend"], r["model"], r["batch"]) for r in rows] == TINY.cases("cpu")
+    assert [tuple(r) for r in rows] == [ROW_KEYS] * 4
+    by_case = {(r["backend"], r["model"]): r for r in rows}
+    for backend in ("pytorch-train", "pytorch-float32"):
+        ours, reference = by_case[(backend, "ldnet_s")], by_case[(backend, REFERENCE)]
+        assert reference[f"speedup_vs_{REFERENCE}"] == 1.0
+        assert ours[f"speedup_vs_{REFERENCE}"] == pytest.approx(
+            ours["images_per_s"] / reference["images_per_s"]
+        )
+    for row in rows:
+        assert row["status"] == "measured" and row["peak_memory_mib"] is None  # CPU: no stats
+        assert row["repeats"] == 2 and row["iterations_per_repeat"] >= 1
+        assert row["images_per_s"] == pytest.approx(row["batch"] / row["ms_per_batch"] * 1e3)
+
+
+def test_onnxruntime_without_the_provider_is_recorded_unavailable(monkeypatch):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    provider, status = gpubench.onnxruntime_provider("cuda")
+    assert provider is None
+    assert status.startswith("unavailable: CUDAExecutionProvider not in ['CPUExecutionProvider']")
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [])
+    plan = replace(TINY, models=("ldnet_s",), train_batches=(), dtypes=(), onnxruntime=True)
+    rows, status = measure(plan, "cpu")
+    assert status == "unavailable: CPUExecutionProvider not in [] (onnxruntime " + (
+        onnxruntime.__version__ + ")"
+    )
+    (row,) = rows
+    assert row["backend"] == "onnxruntime-cpu-float32" and row["status"] == status
+    assert row["images_per_s"] is None
+
+
+def test_timing_drains_the_device_queue_around_the_calls():
+    events = []
+    seconds = seconds_per_call(lambda: events.append("run"), 3, lambda: events.append("sync"))
+    assert events == ["sync", "run", "run", "run", "sync"]
+    assert seconds >= 0
+
+
+def test_report_check_names_the_bad_key():
+    plan = Plan()
+    good = {
+        "format": gpucheck.FORMAT,
+        "cuda_available": False,
+        "environment": dict.fromkeys(gpucheck.ENVIRONMENT_KEYS),
+        "tests": gpucheck._tests_not_run("skipped (--skip-tests)"),
+        "benchmark": gpucheck.benchmark_section(plan, "cuda", UNMEASURED),
+        "self_check": None,
+        "seconds": 1.0,
+    }
+    gpucheck.check_report(json.loads(json.dumps(good)))
+    with pytest.raises(ValueError, match="report key 'cuda_available'"):
+        gpucheck.check_report({**good, "cuda_available": 1})
+    with pytest.raises(ValueError, match="report key 'seconds'"):
+        gpucheck.check_report({k: v for k, v in good.items() if k != "seconds"})
+    with pytest.raises(ValueError, match="tests.skipped is missing"):
+        tests = {k: v for k, v in good["tests"].items() if k != "skipped"}
+        gpucheck.check_report({**good, "tests": tests})
+    figure = {**good["benchmark"]["rows"][0], "images_per_s": 12.5}
+    bad = {**good["benchmark"], "rows": [figure]}
+    with pytest.raises(ValueError, match=r"benchmark.rows\[0\]: 'unmeasured.*images_per_s is 12.5"):
+        gpucheck.check_report({**good, "benchmark": bad})
+    bad["rows"] = [{**figure, "status": "measured", "images_per_s": float("nan")}]
+    with pytest.raises(ValueError, match="measured, but images_per_s is nan"):
+        gpucheck.check_report({**good, "benchmark": bad})
+
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="4">
+<testcase classname="tests.test_gpu" name="test_a" time="1.5"/>
+<testcase classname="tests.test_gpu" name="test_b" time="0.1">
+  <failure message="assert 1 == 2">trace</failure></testcase>
+<testcase classname="tests.test_gpu" name="test_c" time="0">
+  <skipped type="pytest.skip" message="no CUDA device">skip</skipped></testcase>
+<testcase classname="tests.test_gpu" name="test_d" time="0">
+  <error message="fixture failed">trace</error></testcase>
+</testsuite></testsuites>
+"""
+
+
+def test_read_junit(tmp_path):
+    (tmp_path / "junit.xml").write_text(JUNIT)
+    result = gpucheck.read_junit(tmp_path / "junit.xml")
+    assert (result["passed"], result["failed"], result["skipped"], result["errors"]) == (1, 1, 1, 1)
+    assert [(c["name"], c["outcome"], c["message"]) for c in result["cases"]] == [
+        ("tests.test_gpu::test_a", "passed", None),
+        ("tests.test_gpu::test_b", "failed", "assert 1 == 2"),
+        ("tests.test_gpu::test_c", "skipped", "no CUDA device"),
+        ("tests.test_gpu::test_d", "error", "fixture failed"),
+    ]
+    assert result["cases"][0]["seconds"] == 1.5
+
+
+def _test_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "tests" / "test_fake_gpu.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(f"import pytest\n\n\n@pytest.mark.gpu\ndef test_one():\n    {body}\n")
+    return path
+
+
+def test_gpu_test_outcomes_and_time_limit(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    failing = gpucheck.run_gpu_tests(out, 60, _test_file(tmp_path / "a", "assert 1 == 2"))
+    assert failing["status"] == "ran, exit status 1" and failing["failed"] == 1
+    assert not gpucheck.tests_ok(failing)
+    assert "assert 1 == 2" in (out / "gpu-tests.log").read_text()
+    stuck = gpucheck.run_gpu_tests(
+        out, 3, _test_file(tmp_path / "b", "__import__('time').sleep(60)")
+    )
+    assert stuck["status"].startswith("timed out after 3 s") and stuck["errors"] == 1
+    assert not gpucheck.tests_ok(stuck)
+    missing = gpucheck.run_gpu_tests(out, 3, tmp_path / "nowhere.py")
+    assert missing["status"].startswith("not run:") and not gpucheck.tests_ok(missing)
+
+
+def test_gpu_path_with_the_device_faked(tmp_path, monkeypatch, capsys):
+    """The CUDA branch end to end, with the device, the tests and the plan stood in for:
+    the table, the report, and exit status 1 when a gpu test failed."""
+    fake_tests = {
+        "status": "ran, exit status 1",
+        "passed": 17,
+        "failed": 1,
+        "skipped": 0,
+        "errors": 0,
+        "cases": [],
+    }
+    plans = []
+
+    def fake_measure(plan, device, on_case=None, on_round=None):
+        plans.append((plan, device))
+        return measure(TINY, "cpu", on_case, on_round)
+
+    monkeypatch.setattr(gpucheck.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpucheck, "environment", lambda: dict.fromkeys(gpucheck.ENVIRONMENT_KEYS))
+    monkeypatch.setattr(gpucheck, "run_gpu_tests", lambda out, timeout_s: fake_tests)
+    monkeypatch.setattr(gpucheck, "measure", fake_measure)
+    assert gpucheck.main(["--out", str(tmp_path), "--repeats", "2"]) == 1
+    ((plan, device),) = plans
+    assert device == "cuda" and plan.repeats == 2 and plan.input_size == (256, 192)
+    captured = capsys.readouterr()
+    assert "gpu tests: ran, exit status 1: 17 passed, 1 failed, 0 skipped, 0 errors" in captured.out
+    table = [line.split() for line in captured.out.splitlines() if line.startswith("pytorch-")]
+    assert [row[:3] for row in table] == [
+        ["pytorch-train", "ldnet_s", "2"],
+        ["pytorch-train", REFERENCE, "2"],
+        ["pytorch-float32", "ldnet_s", "1"],
+        ["pytorch-float32", REFERENCE, "1"],
+    ]
+    assert table[1][-1] == "1.00x"
+    assert "gpu-check: gpu tests: 17 passed, 1 failed" in captured.err
+    report = json.loads((tmp_path / "gpu-check.json").read_text())
+    gpucheck.check_report(report)
+    assert report["cuda_available"] is True and report["self_check"] is None
+    assert report["tests"] == fake_tests and report["benchmark"]["status"] == "measured"
+    assert len(report["benchmark"]["rows"]) == 4
