@@ -29,11 +29,11 @@ def record_of(config: ExperimentConfig) -> ModelRecord:
     )
 
 
-def detection_path(config: ExperimentConfig) -> Path | None:
+def detection_path(config: ExperimentConfig) -> Path:
     """``test.detection_file``: a relative path is taken under ``data.root`` (so one
     ``data.root=...`` override moves every file of the run), an absolute one as it is."""
     if config.test.detection_file is None:
-        return None
+        raise ConfigError("test.use_gt_boxes is false but test.detection_file is not set")
     path = Path(config.test.detection_file)
     return path if path.is_absolute() else Path(config.data.root) / path
 
@@ -55,8 +55,6 @@ def check_test_files(config: ExperimentConfig, split: str | None = None) -> None
             raise ConfigError(f"data.root: {what} {str(path)!r} does not exist")
     if not config.test.use_gt_boxes:
         detections = detection_path(config)
-        if detections is None:
-            raise ConfigError("test.use_gt_boxes is false but test.detection_file is not set")
         if not detections.is_file():
             raise ConfigError(
                 f"test.detection_file: {str(detections)!r} does not exist (a relative path is "
@@ -108,8 +106,6 @@ def test_dataset(
     from ``detections``, else from the config (ground truth or ``test.detection_file``)."""
     if detections is None and not config.test.use_gt_boxes:
         detections = detection_path(config)
-        if detections is None:
-            raise ConfigError("test.use_gt_boxes is false but test.detection_file is not set")
     split = split or config.data.val_split
     annotations = read_split(config, split, record.input_size, detections, files)
     return TopDownDataset(annotations, record.build_codec(), augment=None)
