@@ -83,7 +83,9 @@ def test_ldconv_cuda_equals_cpu_forward_and_backward(execution, stride, channels
         if channels_last:
             module.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
-        x.requires_grad_(True)
+        # A leaf of its own on each device: `images.to("cpu")` is `images` itself, and once
+        # that requires grad, its CUDA copy would be a non-leaf without a .grad.
+        x = x.detach().requires_grad_(True)
         out = module(x)
         torch.manual_seed(1)
         out.backward(torch.randn(out.shape).to(device))

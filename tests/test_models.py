@@ -124,3 +124,15 @@ def test_onnx_export_has_a_dynamic_batch(name, tmp_path):
             expected = model(images).numpy()
         assert heatmaps.shape == (batch, joints, 64, 48)
         np.testing.assert_allclose(heatmaps, expected, atol=1e-4)
+
+
+def test_fusing_keeps_the_models_dtype():
+    """The folded convolutions are made on the model's device and dtype (a CUDA model stays
+    on CUDA: `make gpu-check` found the fused convolutions on the CPU)."""
+    model = build_model("ldnet_s").double().eval()
+    fused = fuse_for_inference(model)
+    dtypes = {p.dtype for p in fused.parameters()}
+    assert dtypes == {torch.float64}
+    with torch.no_grad():
+        images = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+        assert torch.allclose(fused(images), model(images), atol=1e-9)

@@ -33,6 +33,9 @@ def _fold_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
         conv.dilation,
         conv.groups,
         bias=True,
+        # On the model's device and dtype: a fused CUDA model stays a CUDA model.
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
     )
     fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
     bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
