@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "ldnet.cli.test",
     "ldnet.cli.predict",
     "ldnet.cli.export",
+    "ldnet.cli.weights",
+    "ldnet.cli.serve",
     "ldnet.cli.plot",
     "ldnet.cli.demo",
 )
