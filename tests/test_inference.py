@@ -102,7 +102,7 @@ def test_old_checkpoint_without_a_record_gets_its_configs_codec_and_a_note():
             "heatmap_size",
             "is not two integers (height, width): [64]",
         ),
-        ({"convention": "hrnet"}, "convention", "is 'hrnet', expected one of ldnet"),
+        ({"convention": "udp"}, "convention", "is 'udp', expected one of ldnet, hrnet"),
         ({"codec": "dark"}, "codec", "is a str, expected a mapping"),
         ({"model": {"num_joints": 16}}, "num_joints", "is 16, but the coco joint set has 17"),
     ],

@@ -18,9 +18,10 @@ from ldnet.data.keypoints import KEYPOINT_SETS, KeypointSet
 
 # How pixels, crops and heatmaps line up. "ldnet": half-pixel centred (crop centre at
 # ((W - 1) / 2, (H - 1) / 2), heatmap pixel u at 4u + 1.5, flip test without a shift).
-# HRNet's convention (centre at W / 2, heatmap pixel u at 4u, flipped heatmap shifted one
-# pixel) is the value foreign HRNet-trained weights will carry; this version runs only ours.
-CONVENTIONS = ("ldnet",)
+# "hrnet": HRNet's and MMPose's (non-UDP) convention that imported HRNet-trained weights
+# carry (crop centre at W / 2, heatmap pixel u at 4u, flipped heatmap shifted one pixel).
+# It is a test-time property of the weights: training always uses "ldnet".
+CONVENTIONS = ("ldnet", "hrnet")
 # A checkpoint written before the record existed was trained like this.
 LEGACY_CODEC, LEGACY_SIGMA, LEGACY_CONVENTION = "dark", 2.0, "ldnet"
 
