@@ -1,0 +1,233 @@
+"""Public weights by name: download into a per-user cache, resume, verify, import.
+
+The cache is ``$LDNET_CACHE``, else ``$XDG_CACHE_HOME/ldnet``, else ``~/.cache/ldnet``.
+A download goes to ``NAME.part`` and resumes from its size with an HTTP Range request; only
+a file whose sha256 starts with the catalogue's prefix is renamed to ``NAME.pth`` (a file that
+fails is deleted, so nothing unverified is ever read); a pose checkpoint is then imported
+into ``NAME.pt`` and the original removed. Each state is a file name, so an interrupted run
+picks up where it stopped.
+
+The standard library's urllib does the transfer: one GET with a Range header is all this
+needs, and it follows redirects and speaks HTTPS without a further dependency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tqdm import tqdm
+
+from ldnet.errors import LDNetError
+from ldnet.files import atomic_path
+
+from .catalog import WeightsEntry, find, lookup
+
+CACHE_ENV = "LDNET_CACHE"
+TIMEOUT_S = 30.0  # per socket operation (connect, each read), not for the whole file
+ATTEMPTS = 3  # a transfer cut midway is resumed this many times before giving up
+CHUNK_BYTES = 1 << 16
+# A `--weights` text with one of these endings (or a folder in it) is a path, never a name.
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".onnx", ".tar", ".ckpt")
+
+
+class DownloadError(LDNetError):
+    """A download that failed: unreachable, refused, cut, or not the published file."""
+
+
+class _Interrupted(Exception):
+    """A transfer that stopped early; what arrived is kept for the next attempt."""
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    if override is not None:
+        return Path(override)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ldnet"
+
+
+def resolve_weights(
+    text: str | os.PathLike, cache: str | os.PathLike | None = None, **options
+) -> Path:
+    """What a ``--weights`` argument means: an existing path wins; a text that looks like a
+    path stays one (its loader then names the missing file); a known name is fetched and
+    imported on first use and read from the cache after."""
+    path = Path(text)
+    if path.exists():
+        return path
+    name = str(text)
+    looks_like_path = os.sep in name or "/" in name or name.lower().endswith(WEIGHTS_SUFFIXES)
+    if looks_like_path:
+        return path
+    entry = find(name)
+    if entry is None:
+        raise DownloadError(f"no such file or known weights name: {name}; see ldnet weights list")
+    if entry.kind != "pose":
+        raise DownloadError(
+            f"{name}: {entry.description}, not pose weights; give it as "
+            f"model.init_weights (`ldnet weights get {name}` prints its path)"
+        )
+    return get(entry, cache, **options)
+
+
+def get(
+    name: str | WeightsEntry,
+    cache: str | os.PathLike | None = None,
+    *,
+    timeout_s: float = TIMEOUT_S,
+    progress: bool = True,
+) -> Path:
+    """The cached file for a catalogue name, downloading, verifying and importing it first if
+    needed: ``NAME.pt`` (an ldnet checkpoint) for pose weights, ``NAME.pth`` for a backbone."""
+    entry = name if isinstance(name, WeightsEntry) else lookup(name)
+    if not entry.downloadable:
+        raise DownloadError(f"{entry.name}: not a direct download: {entry.note}")
+    folder = cache_dir(cache)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DownloadError(f"{folder}: cannot create the cache folder ({error})") from None
+    imported = folder / f"{entry.name}.pt"
+    original = folder / f"{entry.name}.pth"
+    if entry.kind == "pose" and imported.is_file():
+        return imported
+    if not original.is_file():
+        fetch(entry.url, original, entry.sha256, timeout_s=timeout_s, progress=progress)
+    if entry.kind != "pose":
+        return original
+    from .importer import write_imported
+
+    # atomic_path: a crash while importing leaves no NAME.pt, so the next run imports again.
+    with atomic_path(imported) as temporary:
+        write_imported(
+            original,
+            temporary,
+            model=entry.model,
+            input_size=entry.input_size,
+            dataset=entry.dataset,
+            decoder=entry.decoder,
+        )
+    original.unlink()  # the import records the source's sha256; one copy of the weights is enough
+    return imported
+
+
+def fetch(
+    url: str,
+    target: Path,
+    sha256_prefix: str,
+    *,
+    timeout_s: float = TIMEOUT_S,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``target`` through ``target``'s ``.part`` file, resuming what an
+    earlier run left there, and rename it into place only if its sha256 starts with
+    ``sha256_prefix``; a file that does not is deleted."""
+    part = target.with_suffix(".part")
+    reason = None
+    for _ in range(ATTEMPTS):
+        try:
+            _transfer(url, part, timeout_s, progress, label=target.stem)
+            break
+        except _Interrupted as error:
+            reason = error
+    else:
+        kept = part.stat().st_size if part.exists() else 0
+        raise DownloadError(
+            f"{url}: transfer cut {ATTEMPTS} times (last: {reason}); {part} keeps {kept} "
+            "bytes, run the command again to resume"
+        )
+    found = file_sha256(part)
+    if not found.startswith(sha256_prefix):
+        part.unlink()
+        raise DownloadError(
+            f"{url}: wrong sha256: expected {sha256_prefix}..., found "
+            f"{found[: len(sha256_prefix)]}...; the download was deleted"
+        )
+    os.replace(part, target)
+    return target
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _transfer(url: str, part: Path, timeout_s: float, progress: bool, label: str) -> None:
+    """One GET into ``part``, from its current size on; raises ``_Interrupted`` if the body
+    stops early and ``DownloadError`` if there is no body to get."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    response = _open(urllib.request.Request(url, headers=headers), timeout_s, offset)
+    if response is None:  # 416: the part already holds the whole file; the hash decides
+        return
+    with response:
+        if offset and not _resumes_at(response, offset):
+            offset = 0  # the server ignored the Range (200) or answered another one: restart
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length and length.isdigit() else None
+        with (
+            part.open("ab" if offset else "wb") as file,
+            tqdm(
+                total=total,
+                initial=offset,
+                desc=label,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                disable=not progress,
+            ) as bar,
+        ):
+            try:
+                while chunk := response.read(CHUNK_BYTES):
+                    file.write(chunk)
+                    bar.update(len(chunk))
+            except (http.client.IncompleteRead, ConnectionError, TimeoutError) as error:
+                raise _Interrupted(f"{type(error).__name__} after {file.tell()} bytes") from None
+            received = file.tell()
+    if total is not None and received < total:
+        raise _Interrupted(f"connection closed after {received} of {total} bytes")
+
+
+def _open(request: urllib.request.Request, timeout_s: float, offset: int):
+    """urlopen with every failure turned into one line naming the address."""
+    url = request.full_url
+    host = urlsplit(url).netloc
+    try:
+        return urllib.request.urlopen(request, timeout=timeout_s)
+    except urllib.error.HTTPError as error:
+        error.close()
+        if error.code == 416 and offset:
+            return None
+        raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, TimeoutError):
+            raise DownloadError(f"{url}: no answer from {host} within {timeout_s:g} s") from None
+        raise DownloadError(f"{url}: cannot reach {host} ({error.reason})") from None
+    except TimeoutError:
+        raise DownloadError(f"{url}: no answer from {host} within {timeout_s:g} s") from None
+    except (http.client.HTTPException, ConnectionError) as error:
+        raise DownloadError(f"{url}: {host} broke off ({type(error).__name__})") from None
+
+
+def _resumes_at(response, offset: int) -> bool:
+    """A 206 whose Content-Range starts where our part file ends."""
+    if response.status != 206:
+        return False
+    content_range = response.headers.get("Content-Range", "")  # "bytes START-END/TOTAL"
+    try:
+        start = int(content_range.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return False
+    return start == offset
