@@ -64,9 +64,11 @@ def run(args) -> int:
     from ldnet.datasets import dataset_kind
     from ldnet.export import export_onnx
     from ldnet.inference import ModelRecord, load_model
+    from ldnet.lineage.download import resolve_weights
     from ldnet.models import build_model
 
     if args.weights is not None:
+        args.weights = resolve_weights(args.weights)  # a path, or a catalogue name fetched once
         if args.input is not None:
             raise CLIError("--input goes with --model; a checkpoint names its input size")
         model, info = load_model(args.weights, args.dataset)

@@ -46,8 +46,42 @@ def run_import(args) -> int:
 
 
 def run_list(args) -> int:
-    raise NotImplementedError  # filled in by the catalogue work (ldnet.lineage.catalog)
+    import json
+
+    from ldnet.lineage.catalog import catalog
+
+    entries = list(catalog().values())
+    if args.json:
+        print(json.dumps([entry.to_json() for entry in entries], indent=2))
+        return 0
+    rows = [("NAME", "MODEL", "INPUT", "DATASET", "DECODER", "PUBLISHED", "FILE", "GET")]
+    for entry in entries:
+        size = "x".join(map(str, entry.input_size)) if entry.input_size else "-"
+        rows.append(
+            (
+                entry.name,
+                entry.model,
+                size,
+                entry.dataset or "-",
+                entry.decoder or "-",
+                f"{entry.published:.1f} {entry.metric}",
+                entry.layout,
+                "yes" if entry.downloadable else "by hand",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+    print(
+        "\n`ldnet weights get NAME` downloads, verifies and imports one (GET = yes); any "
+        "--weights also takes a NAME. 'by hand': a shared folder, see `--json` notes."
+    )
+    return 0
 
 
 def run_get(args) -> int:
-    raise NotImplementedError  # filled in by the catalogue work (ldnet.lineage.download)
+    from ldnet.lineage.download import get
+
+    print(get(args.name, args.cache))
+    return 0
