@@ -129,9 +129,11 @@ def box_provider(args):
 def run(args) -> int:
     import torch
 
+    from ldnet.lineage.download import resolve_weights
     from ldnet.predict import PoseEstimator, PredictOptions, open_source, predict_source
     from ldnet.predict.smoothing import PoseSmoother
 
+    args.weights = resolve_weights(args.weights)  # a path, or a catalogue name fetched once
     if args.threads:
         torch.set_num_threads(args.threads)
     source = open_source(args.source)

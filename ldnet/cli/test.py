@@ -40,7 +40,9 @@ def run(args) -> int:
     from ldnet.engine.runs import new_run_dir
     from ldnet.engine.test import test
     from ldnet.evaluation import format_metrics_table, metrics_to_json
+    from ldnet.lineage.download import resolve_weights
 
+    args.weights = resolve_weights(args.weights)  # a path, or a catalogue name fetched once
     if (args.ann is None) != (args.images is None):
         raise CLIError("--ann and --images go together")
     files = (args.ann, args.images) if args.ann else None
