@@ -1,0 +1,327 @@
+"""The FastAPI application: routes, the JSON error form, and the guard in front of them.
+
+Every answer that is not a success is ``{"error": "<one line>"}`` with its status code; a
+traceback or a server path never reaches the client (unexpected failures are logged here and
+answered "internal error"). The guard, a plain ASGI layer outside FastAPI, refuses before any
+work is done: a missing or wrong API key (401), a body over the limit (413, counted while it
+arrives, so a missing or false Content-Length does not get past it), too many requests in
+flight (503 + Retry-After), and everything but liveness once shutdown has begun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from .auth import OPEN_PATHS, ApiKeyError, check_api_key
+from .batching import MicroBatcher, QueueFull
+from .errors import ServeError, one_line
+from .images import decode_image, parse_boxes
+from .service import PoseService
+
+log = logging.getLogger("ldnet.serve")
+RETRY_AFTER_S = 1
+PAGE_MISSING = "ldnet serve: the page is not installed; the API is documented at /docs\n"
+
+
+@dataclass
+class ServeOptions:
+    max_batch: int = 8  # requests (images) per network call
+    max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
+    max_queue: int = 32  # requests waiting for the network; more are answered 503
+    max_body_bytes: int = 10 * 1024 * 1024
+    api_key: bytes | None = None
+
+
+def error_response(message: str, status: int, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": one_line(message)}, status_code=status, headers=headers)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Guard:
+    """ASGI middleware: API key, body size, in-flight bound and shutdown, before the app."""
+
+    def __init__(self, app, state: ServeState):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refusal(path, headers)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+        limit = self.state.options.max_body_bytes
+        if int(headers.get("content-length") or 0) > limit:
+            return await self._too_large(scope, receive, send)
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        is_pose = path.startswith("/v1/pose")
+        if is_pose:
+            self.state.in_flight += 1
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._too_large(scope, receive, send)
+        finally:
+            if is_pose:
+                self.state.in_flight -= 1
+
+    def _refusal(self, path: str, headers: dict):
+        state = self.state
+        if state.draining and path != "/healthz":
+            return error_response("shutting down", 503, {"Connection": "close"})
+        if state.options.api_key is not None and path not in OPEN_PATHS:
+            try:
+                check_api_key(state.options.api_key, headers)
+            except ApiKeyError as error:
+                return error_response(str(error), error.status, error.headers)
+        if path.startswith("/v1/pose") and state.in_flight >= state.max_in_flight:
+            state.refused += 1
+            return error_response(
+                "server busy; retry later", 503, {"Retry-After": str(RETRY_AFTER_S)}
+            )
+        return None
+
+    async def _too_large(self, scope, receive, send):
+        limit = self.state.options.max_body_bytes
+        response = error_response(
+            f"body larger than the {limit}-byte limit", 413, {"Connection": "close"}
+        )
+        await response(scope, receive, send)
+
+
+class ServeState:
+    """What the routes and the guard share: the service, its batcher, and the flags."""
+
+    def __init__(self, service: PoseService, options: ServeOptions):
+        self.service, self.options = service, options
+        self.batcher: MicroBatcher | None = None
+        self.warming: threading.Thread | None = None
+        self.ready = threading.Event()
+        self.draining = False
+        self.in_flight = 0
+        # Requests past the queue bound wait in the decode threads; this caps those too.
+        self.max_in_flight = options.max_queue + options.max_batch
+        self.refused = 0
+
+    def start(self) -> None:
+        options = self.options
+        self.batcher = MicroBatcher(
+            self.service.run_batch,
+            max_batch=options.max_batch,
+            max_wait_s=options.max_wait_ms / 1000,
+            max_queue=options.max_queue,
+        )
+
+        def warm_up():
+            self.service.warm_up()
+            self.ready.set()
+
+        self.warming = threading.Thread(target=warm_up, name="ldnet-warm-up", daemon=True)
+        self.warming.start()
+
+    def stop(self) -> None:
+        # A process that exits while a thread is inside the network aborts ("terminate
+        # called without an active exception"): let the warm-up finish first.
+        if self.warming is not None:
+            self.warming.join()
+        if self.batcher is not None:
+            self.batcher.close()
+
+
+def _flag(text: str | None, default: bool, name: str) -> bool:
+    if text is None or text == "":
+        return default
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ServeError(f"{name}: expected true or false, got {text[:40]!r}", 400)
+
+
+POSE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "boxes": {"type": "string", "description": "JSON [[x, y, w, h], ...]"},
+                        "flip": {"type": "boolean"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def create_app(service: PoseService, options: ServeOptions | None = None) -> FastAPI:
+    """The service's ASGI app; ``app.state.serve`` holds its ``ServeState``."""
+    state = ServeState(service, options or ServeOptions())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.start()
+        yield
+        # Runs after uvicorn has answered the requests in flight: the batcher drains last.
+        await asyncio.to_thread(state.stop)
+
+    app = FastAPI(
+        title="ldnet pose service",
+        version="1",
+        description=(
+            "Top-down 2D human pose estimation. Send an image (raw body with its content "
+            "type, or multipart field `image`) and optional person boxes; get keypoints in "
+            "image pixels."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.serve = state
+
+    @app.exception_handler(ServeError)
+    async def serve_error(request: Request, error: ServeError):
+        return error_response(str(error), error.status, error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError):
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+        return error_response(f"{where or 'request'}: {first.get('msg', 'invalid')}", 400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException):
+        return error_response(str(error.detail), error.status_code, error.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception):
+        log.error("internal error on %s", request.url.path, exc_info=error)
+        return error_response("internal error", 500)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        try:
+            text = resources.files("ldnet.serve").joinpath("static/index.html").read_text()
+        except (FileNotFoundError, OSError):
+            return HTMLResponse(PAGE_MISSING, media_type="text/plain")
+        return HTMLResponse(text)
+
+    @app.get("/healthz", summary="Liveness: the process answers")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: model loaded and warmed up, not shutting down")
+    async def readyz():
+        if state.draining:
+            return error_response("shutting down", 503)
+        if not state.ready.is_set():
+            return error_response("warming up", 503, {"Retry-After": str(RETRY_AFTER_S)})
+        return {"status": "ready"}
+
+    @app.get("/v1/model", summary="The model: name, joints, skeleton, input size, backend")
+    async def model():
+        return service.describe()
+
+    @app.post(
+        "/v1/pose",
+        summary="Keypoints of the people in an image",
+        openapi_extra=POSE_BODY,
+    )
+    async def pose(
+        request: Request,
+        boxes: str | None = Query(
+            None, description="JSON [[x, y, w, h], ...]; none: the server finds people"
+        ),
+        flip: str | None = Query(None, description="flip test (default true)"),
+    ):
+        start = time.perf_counter()
+        content_type = request.headers.get("content-type", "")
+        if content_type.lower().startswith("multipart/form-data"):
+            data, image_type, boxes, flip = await _multipart(request, boxes, flip)
+        else:
+            data, image_type = await request.body(), content_type
+        flip_test = _flag(flip, True, "flip")
+        image = await run_in_threadpool(decode_image, data, image_type)
+        del data
+        box_array = parse_boxes(boxes, image.shape)
+        job = await run_in_threadpool(service.prepare, image, box_array, flip_test)
+        if len(job.crops) == 0:
+            poses = service.run_batch([job])[0]
+        else:
+            try:
+                poses = await state.batcher.run(job)
+            except QueueFull:
+                state.refused += 1
+                raise ServeError(
+                    "server busy; retry later", 503, {"Retry-After": str(RETRY_AFTER_S)}
+                ) from None
+        return {
+            "people": service.people_json(poses),
+            "model": service.name,
+            "time_ms": round((time.perf_counter() - start) * 1000, 2),
+        }
+
+    app.add_middleware(Guard, state=state)
+    return app
+
+
+async def _multipart(request: Request, boxes: str | None, flip: str | None):
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except BodyTooLarge:
+        raise
+    except Exception as error:  # multipart's own parse errors
+        raise ServeError(f"multipart body: {one_line(error)}", 400) from None
+    upload = form.get("image")
+    if not isinstance(upload, UploadFile):
+        raise ServeError("multipart body: no file field 'image'", 400)
+    data = await upload.read()
+    field_boxes, field_flip = form.get("boxes"), form.get("flip")
+    if field_boxes is not None and not isinstance(field_boxes, str):
+        raise ServeError("multipart body: field 'boxes' must be text", 400)
+    return (
+        data,
+        upload.content_type or "",
+        field_boxes if field_boxes is not None else boxes,
+        field_flip if isinstance(field_flip, str) else flip,
+    )
