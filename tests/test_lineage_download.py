@@ -1,0 +1,407 @@
+"""`ldnet weights list / get` and weights by name: the catalogue's content, and the download
+cache against an HTTP server started here on 127.0.0.1 (full file, a transfer cut midway and
+resumed with a Range request, a server that ignores Range, wrong hash, 404, a closed port, no
+answer). No test contacts a real address."""
+
+import hashlib
+import http.server
+import json
+import re
+import socket
+import threading
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ldnet.cli import main
+from ldnet.lineage.catalog import BUILTIN, CATALOG_ENV, CatalogError, catalog
+from ldnet.lineage.download import DownloadError, cache_dir, fetch, resolve_weights
+
+# -- a local server -------------------------------------------------------------------------
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """GET of the server's files, with Range (one ``bytes=START-`` form, as the client
+    sends), and ``server.cuts``: each request pops one byte count after which it hangs up."""
+
+    def do_GET(self):
+        server = self.server
+        server.requests.append((self.path, self.headers.get("Range")))
+        body = server.files.get(self.path)
+        if body is None:
+            self.send_error(404, "Not Found")
+            return
+        start = 0
+        asked = self.headers.get("Range")
+        if asked and server.honour_range:
+            start = int(asked.removeprefix("bytes=").split("-")[0])
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        payload = body[start:]
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if server.cuts:
+            payload = payload[: server.cuts.pop(0)]  # then close: the client sees a short body
+        self.wfile.write(payload)
+        self.close_connection = True
+
+    def log_message(self, *args):  # keep the test output quiet
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.files, httpd.requests, httpd.cuts, httpd.honour_range = {}, [], [], True
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+BODY = np.random.default_rng(7).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+BODY_SHA = hashlib.sha256(BODY).hexdigest()
+
+
+def site_catalog(tmp_path, monkeypatch, *entries):
+    path = tmp_path / "site-catalog.json"
+    path.write_text(json.dumps(list(entries)))
+    monkeypatch.setenv(CATALOG_ENV, str(path))
+    return path
+
+
+def backbone_entry(name, url, sha256):
+    """A download-only entry (no import), so the transfer is tested on its own."""
+    return {
+        "name": name,
+        "description": "bytes for the download tests",
+        "kind": "backbone",
+        "layout": "imagenet",
+        "model": "hrnet_w32",
+        "input_size": None,
+        "dataset": None,
+        "decoder": None,
+        "metric": "none",
+        "published": 0.0,
+        "url": url,
+        "sha256": sha256,
+    }
+
+
+@pytest.fixture
+def blob(server, tmp_path, monkeypatch):
+    """The server holds BODY at /blob.pth; the site catalogue names it ``blob``."""
+    server.files["/blob.pth"] = BODY
+    site_catalog(
+        tmp_path, monkeypatch, backbone_entry("blob", f"{server.base}/blob.pth", BODY_SHA[:8])
+    )
+    return tmp_path / "cache"
+
+
+def get(name, cache, capsys):
+    code = main(["weights", "get", name, "--cache", str(cache)])
+    captured = capsys.readouterr()
+    return code, captured.out.strip(), captured.err.strip().splitlines()[-1:]
+
+
+# -- download -------------------------------------------------------------------------------
+
+
+def test_full_download_then_cache(server, blob, capsys):
+    code, out, _ = get("blob", blob, capsys)
+    assert code == 0
+    assert out == str(blob / "blob.pth")
+    assert (blob / "blob.pth").read_bytes() == BODY
+    assert sorted(p.name for p in blob.iterdir()) == ["blob.pth"]  # no .part left
+    assert server.requests == [("/blob.pth", None)]
+    # A second get is served from the cache: no request.
+    code, out, _ = get("blob", blob, capsys)
+    assert (code, out) == (0, str(blob / "blob.pth"))
+    assert len(server.requests) == 1
+
+
+def test_cut_transfer_resumes_with_range(server, blob, capsys):
+    server.cuts = [100_000]  # the first response stops after 100,000 bytes
+    code, out, _ = get("blob", blob, capsys)
+    assert code == 0
+    assert server.requests == [("/blob.pth", None), ("/blob.pth", "bytes=100000-")]
+    assert (blob / "blob.pth").read_bytes() == BODY
+
+
+def test_cut_every_time_keeps_part_and_next_run_resumes(server, blob, capsys):
+    server.cuts = [50_000, 50_000, 50_000]  # every attempt of one run is cut
+    code, _, err = get("blob", blob, capsys)
+    assert code == 2
+    assert "transfer cut 3 times" in err[0] and "run the command again to resume" in err[0]
+    assert (blob / "blob.part").stat().st_size == 150_000
+    assert not (blob / "blob.pth").exists()
+    code, _, _ = get("blob", blob, capsys)  # the next run asks for the rest only
+    assert code == 0
+    assert server.requests[-1] == ("/blob.pth", "bytes=150000-")
+    assert [r for _, r in server.requests] == [
+        None,
+        "bytes=50000-",
+        "bytes=100000-",
+        "bytes=150000-",
+    ]
+    assert (blob / "blob.pth").read_bytes() == BODY
+
+
+def test_server_that_ignores_range_restarts(server, blob, capsys):
+    server.honour_range = False
+    blob.mkdir()
+    (blob / "blob.part").write_bytes(b"stale bytes of an earlier run")
+    code, _, _ = get("blob", blob, capsys)
+    assert code == 0
+    assert server.requests == [("/blob.pth", "bytes=29-")]  # asked, answered 200: restart
+    assert (blob / "blob.pth").read_bytes() == BODY
+
+
+def test_complete_part_is_verified_not_fetched_again(server, blob, capsys):
+    blob.mkdir()
+    (blob / "blob.part").write_bytes(BODY)  # a run stopped between transfer and rename
+    code, _, _ = get("blob", blob, capsys)
+    assert code == 0
+    assert server.requests == [("/blob.pth", f"bytes={len(BODY)}-")]  # answered 416
+    assert (blob / "blob.pth").read_bytes() == BODY
+
+
+def test_wrong_hash_deletes_the_file_and_names_both_prefixes(server, tmp_path, monkeypatch, capsys):
+    server.files["/blob.pth"] = BODY
+    expected = "0123abcd" if not BODY_SHA.startswith("0123abcd") else "fedc4321"
+    site_catalog(tmp_path, monkeypatch, backbone_entry("bad", f"{server.base}/blob.pth", expected))
+    cache = tmp_path / "cache"
+    code, _, err = get("bad", cache, capsys)
+    assert code == 2
+    assert f"wrong sha256: expected {expected}..., found {BODY_SHA[:8]}..." in err[0]
+    assert list(cache.iterdir()) == []  # nothing that failed its hash stays in the cache
+
+
+def test_http_404(server, tmp_path, monkeypatch, capsys):
+    site_catalog(tmp_path, monkeypatch, backbone_entry("gone", f"{server.base}/gone.pth", "0" * 8))
+    code, _, err = get("gone", tmp_path / "cache", capsys)
+    assert code == 2
+    assert err == [f"ldnet weights: error: {server.base}/gone.pth: HTTP 404 Not Found"]
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_host(tmp_path, monkeypatch, capsys):
+    port = free_port()  # closed again: nothing listens there
+    url = f"http://127.0.0.1:{port}/x.pth"
+    site_catalog(tmp_path, monkeypatch, backbone_entry("far", url, "0" * 8))
+    code, _, err = get("far", tmp_path / "cache", capsys)
+    assert code == 2
+    assert err[0].startswith(f"ldnet weights: error: {url}: cannot reach 127.0.0.1:{port} (")
+    assert "refused" in err[0].lower()
+
+
+def test_no_answer_times_out(tmp_path):
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        host, port = silent.getsockname()
+        url = f"http://{host}:{port}/x.pth"
+        with pytest.raises(DownloadError) as error:
+            fetch(url, tmp_path / "x.pth", "0" * 8, timeout_s=0.3, progress=False)
+    assert str(error.value) == f"{url}: no answer from 127.0.0.1:{port} within 0.3 s"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cache_folder_choice(monkeypatch, tmp_path):
+    monkeypatch.setenv("LDNET_CACHE", str(tmp_path / "a"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "b"))
+    assert cache_dir() == tmp_path / "a"
+    assert cache_dir(tmp_path / "c") == tmp_path / "c"
+    monkeypatch.delenv("LDNET_CACHE")
+    assert cache_dir() == tmp_path / "b" / "ldnet"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "ldnet"
+
+
+# -- the catalogue --------------------------------------------------------------------------
+
+FIELDS = {
+    "name", "description", "kind", "layout", "model", "input_size", "dataset", "decoder",
+    "metric", "published", "url", "sha256", "note", "downloadable",
+}  # fmt: skip
+
+
+def test_list_json_content(monkeypatch, capsys):
+    monkeypatch.delenv(CATALOG_ENV, raising=False)
+    assert main(["weights", "list", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert len(entries) == len(BUILTIN) == 12
+    assert len({entry["name"] for entry in entries}) == len(entries)
+    for entry in entries:
+        assert set(entry) == FIELDS, entry["name"]
+        assert entry["url"].startswith("https://"), entry["name"]
+        assert entry["model"] == "hrnet_w32"
+        if entry["downloadable"]:
+            assert re.fullmatch(r"[0-9a-f]{8}", entry["sha256"]), entry["name"]
+            # The prefix is the one in the published file name (MMPose's publish_model.py).
+            assert f"-{entry['sha256']}" in entry["url"].rsplit("/", 1)[1], entry["name"]
+        else:
+            assert entry["sha256"] is None and "by hand" in entry["note"]
+        if entry["kind"] == "pose":
+            assert entry["decoder"] in ("msra", "dark")
+            assert entry["dataset"] in ("coco", "mpii", "crowdpose")
+            height, width = entry["input_size"]
+            assert height % 32 == 0 and width % 32 == 0
+    by_name = {entry["name"]: entry for entry in entries}
+    # Published figures, as MMPose's model index and the HRNet README give them.
+    assert by_name["hrnet_w32_coco_256x192"]["published"] == 74.6
+    assert by_name["hrnet_w32_coco_256x192"]["sha256"] == "81c58e40"
+    assert by_name["hrnet_w32_dark_coco_384x288"]["published"] == 76.6
+    assert by_name["hrnet_w32_mpii_256x256"]["metric"] == "MPII val PCKh@0.5"
+    assert by_name["pose_hrnet_w32_256x192"]["published"] == 74.4
+    assert by_name["hrnet_w32_imagenet"]["url"].endswith("/hrnet_w32-36af842e.pth")
+
+
+def test_list_table_and_site_entries(server, blob, capsys):
+    assert main(["weights", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "MODEL",
+        "INPUT",
+        "DATASET",
+        "DECODER",
+        "PUBLISHED",
+        "FILE",
+        "GET",
+    ]
+    rows = {
+        line.split()[0]: line.split() for line in lines[1:] if line and not line.startswith("`")
+    }
+    assert set(rows) == {entry.name for entry in BUILTIN} | {"blob"}
+    assert rows["hrnet_w32_coco_256x192"][:6] == [
+        "hrnet_w32_coco_256x192",
+        "hrnet_w32",
+        "256x192",
+        "coco",
+        "msra",
+        "74.6",
+    ]
+    assert rows["pose_hrnet_w32_256x192"][-2:] == ["by", "hand"]
+
+
+def test_site_catalog_errors_name_the_file_and_field(tmp_path, monkeypatch, capsys):
+    path = site_catalog(tmp_path, monkeypatch, {"name": "x", "colour": "red"})
+    with pytest.raises(CatalogError, match=r"site-catalog.json .* entry 0: unknown field 'colour'"):
+        catalog()
+    entry = backbone_entry("x", "ftp://mirror/x.pth", "0" * 8)
+    path.write_text(json.dumps([entry]))
+    assert main(["weights", "list"]) == 2
+    assert "entry 0 ('x'): url must be http(s), got 'ftp://mirror/x.pth'" in capsys.readouterr().err
+    path.write_text("{not json")
+    with pytest.raises(CatalogError, match="not a readable JSON file"):
+        catalog()
+
+
+def test_hand_only_entry_says_how(capsys, tmp_path):
+    assert main(["weights", "get", "pose_hrnet_w32_256x192", "--cache", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a direct download" in err and "ldnet weights import FILE" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- weights by name ------------------------------------------------------------------------
+
+
+def test_resolve_weights_paths_and_names(tmp_path, monkeypatch, blob):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hrnet_w32_coco_256x192").write_bytes(b"a local file wins over the name")
+    assert resolve_weights("hrnet_w32_coco_256x192").read_bytes().startswith(b"a local file")
+    # A path that does not exist stays a path: its loader names the missing file.
+    assert str(resolve_weights("runs/x/best.pt")) == "runs/x/best.pt"
+    assert str(resolve_weights("model.onnx")) == "model.onnx"
+    with pytest.raises(
+        DownloadError, match=r"^no such file or known weights name: nosuch; see ldnet weights list$"
+    ):
+        resolve_weights("nosuch")
+    with pytest.raises(DownloadError, match="not pose weights; give it as model.init_weights"):
+        resolve_weights("blob")
+
+
+def test_export_and_test_take_names(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["export", "onnx", "--weights", "nosuch", "--output", "m.onnx"])
+    assert code == 2
+    assert "no such file or known weights name: nosuch" in capsys.readouterr().err
+    code = main(["test", "configs/none.yaml", "--weights", "nosuch"])
+    assert code == 2
+    assert "no such file or known weights name: nosuch" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def official_file(tmp_path_factory):
+    """An MMPose 1.x file of a real hrnet_w32 (seeded weights, official names): ~110 MB,
+    written once for the module."""
+    from lineage_weights import seeded_weights
+
+    from ldnet.lineage.hrnet_names import name_map
+    from ldnet.lineage.layouts import as_layout
+    from ldnet.models import build_model
+
+    ours = seeded_weights(build_model("hrnet_w32", 17).state_dict(), seed=3)
+    names = name_map(ours)
+    official = {names[name]: tensor for name, tensor in ours.items()}
+    path = tmp_path_factory.mktemp("official") / "td-hm_hrnet-w32_coco-256x192.pth"
+    torch.save({**as_layout(official, "mmpose-1.x"), "meta": {"epoch": 210}}, path)
+    return path, ours
+
+
+def test_name_end_to_end_through_predict(server, official_file, tmp_path, monkeypatch, capsys):
+    path, ours = official_file
+    data = path.read_bytes()
+    server.files["/hrnet.pth"] = data
+    prefix = hashlib.sha256(data).hexdigest()[:8]
+    entry = {
+        **backbone_entry("test_hrnet", f"{server.base}/hrnet.pth", prefix),
+        "kind": "pose", "layout": "mmpose-1.x", "input_size": [256, 192],
+        "dataset": "coco", "decoder": "msra",
+    }  # fmt: skip
+    site_catalog(tmp_path, monkeypatch, entry)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LDNET_CACHE", str(cache))
+    image = tmp_path / "person.jpg"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (240, 180, 3), np.uint8))
+    torch.set_num_threads(1)
+    # First use of the name in `ldnet predict`: fetched, verified, imported, then predicted.
+    args = ["predict", str(image), "--weights", "test_hrnet", "--output", str(tmp_path / "out")]
+    args += ["--box", "10,10,150,200", "--no-flip", "--no-overlay", "--quiet"]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(results) == 1 and len(results[0]["keypoints"]) == 17 * 3
+    assert sorted(p.name for p in cache.iterdir()) == ["test_hrnet.pt"]  # original removed
+    # `get` now answers from the cache, and the cached checkpoint holds exactly those weights.
+    capsys.readouterr()
+    assert main(["weights", "get", "test_hrnet"]) == 0
+    assert capsys.readouterr().out.strip() == str(cache / "test_hrnet.pt")
+    assert server.requests == [("/hrnet.pth", None)]
+    checkpoint = torch.load(cache / "test_hrnet.pt", map_location="cpu", weights_only=True)
+    assert checkpoint["source"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert checkpoint["model"]["input_size"] == [256, 192]
+    state = checkpoint["state_dict"]
+    assert set(state) == set(ours)
+    assert all(torch.equal(state[name], tensor) for name, tensor in ours.items())
