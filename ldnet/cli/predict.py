@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ldnet.datasets import DATASETS
 
-from .common import CLIError, positive_int
+from .common import CLIError, input_size, positive_int
 
 
 def _box(text: str) -> list[float]:
@@ -39,9 +39,23 @@ def register(subparsers) -> None:
     )
     parser.add_argument("source", help="image file, folder of images, video file or camera index")
     parser.add_argument(
-        "--weights", required=True, type=Path, help="checkpoint (.pt) or `ldnet export` .onnx"
+        "--weights",
+        required=True,
+        type=Path,
+        help="checkpoint (.pt), `ldnet export` .onnx, or an official HRNet / MMPose .pth "
+        "(with --model and --input)",
     )
     parser.add_argument("--output", required=True, type=Path, metavar="DIR")
+    foreign = parser.add_argument_group(
+        "official HRNet / MMPose weights (imported as they load, as `ldnet weights import`)"
+    )
+    foreign.add_argument("--model", help="the network the file holds (hrnet_w32)")
+    foreign.add_argument("--input", type=input_size, metavar="HxW", help="its input size")
+    foreign.add_argument(
+        "--decoder",
+        choices=["msra", "dark"],
+        help="decode with this codec instead of the weights' own (imported: msra)",
+    )
     parser.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
     parser.add_argument(
         "--dataset",
@@ -126,25 +140,53 @@ def box_provider(args):
     return detect
 
 
+def build_estimator(args):
+    """The estimator of ``--weights``; an official HRNet / MMPose file is imported in memory
+    with ``--model`` / ``--input``, and ``--decoder`` replaces the recorded codec."""
+    from dataclasses import replace
+
+    from ldnet.inference import load_model, make_backend
+    from ldnet.predict import PoseEstimator
+
+    flip = not args.no_flip
+    if args.model is None and args.input is None and args.decoder is None:
+        return PoseEstimator.from_weights(
+            args.weights,
+            backend=args.backend,
+            dataset=args.dataset,
+            threads=args.threads,
+            device=args.device,
+            flip=flip,
+        )
+    if Path(args.weights).suffix.lower() == ".onnx":
+        raise CLIError(f"{args.weights}: --model, --input and --decoder go with a checkpoint")
+    model, record = load_model(
+        args.weights,
+        args.dataset,
+        model=args.model,
+        input_size=args.input,
+        decoder=args.decoder,
+    )
+    if args.decoder:
+        record = replace(record, codec=args.decoder)
+    runner = make_backend(
+        model, args.backend, record.input_size, device=args.device, threads=args.threads
+    )
+    return PoseEstimator(runner, record, flip=flip)
+
+
 def run(args) -> int:
     import torch
 
     from ldnet.lineage.download import resolve_weights
-    from ldnet.predict import PoseEstimator, PredictOptions, open_source, predict_source
+    from ldnet.predict import PredictOptions, open_source, predict_source
     from ldnet.predict.smoothing import PoseSmoother
 
     args.weights = resolve_weights(args.weights)  # a path, or a catalogue name fetched once
     if args.threads:
         torch.set_num_threads(args.threads)
     source = open_source(args.source)
-    estimator = PoseEstimator.from_weights(
-        args.weights,
-        backend=args.backend,
-        dataset=args.dataset,
-        threads=args.threads,
-        device=args.device,
-        flip=not args.no_flip,
-    )
+    estimator = build_estimator(args)
     provider = box_provider(args)
     estimator.warm_up()
     smoother = None

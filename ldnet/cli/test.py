@@ -19,7 +19,12 @@ def register(subparsers) -> None:
         ),
     )
     add_config_arguments(parser)
-    parser.add_argument("--weights", required=True, type=Path, help="checkpoint (.pt)")
+    parser.add_argument(
+        "--weights",
+        required=True,
+        type=Path,
+        help="checkpoint (.pt), or an official HRNet / MMPose .pth (imported as the config says)",
+    )
     parser.add_argument("--split", help="split to test (default: data.val_split)")
     parser.add_argument("--detections", help="COCO detection-results file (person boxes)")
     parser.add_argument(

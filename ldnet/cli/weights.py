@@ -42,7 +42,28 @@ def register(subparsers) -> None:
 
 
 def run_import(args) -> int:
-    raise NotImplementedError  # filled in by the import work (ldnet.lineage.importer)
+    from ldnet.checkpoint import load_checkpoint
+    from ldnet.inference.record import record_from_checkpoint
+    from ldnet.lineage.importer import write_imported
+
+    output = write_imported(
+        args.file,
+        args.output,
+        model=args.model,
+        input_size=args.input,
+        dataset=args.dataset,
+        decoder=args.decoder,
+    )
+    written = load_checkpoint(output)  # read back: what the other commands will see
+    record = record_from_checkpoint(written, str(output))
+    source = written["source"]
+    print(
+        f"wrote {output}: {record.model}, {record.num_joints} joints ({record.dataset}), "
+        f"{record.input_size[0]}x{record.input_size[1]}, {record.codec} decoding "
+        f"(sigma {record.sigma:g}), {record.convention} convention; from {source['file']} "
+        f"({source['layout']}, sha256 {source['sha256'][:12]})"
+    )
+    return 0
 
 
 def run_list(args) -> int:

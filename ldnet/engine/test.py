@@ -78,7 +78,14 @@ def test(
     Writes the submission file (``results.json`` or ``pred.mat``) and, when the split has
     ground truth, ``metrics.json``; returns the metrics ({} without ground truth)."""
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, record = load_model(weights, config.data.dataset, model=config.model.name)
+    # An official HRNet / MMPose file is imported as it loads, as the config describes it.
+    model, record = load_model(
+        weights,
+        config.data.dataset,
+        model=config.model.name,
+        input_size=tuple(config.data.input_size),
+        decoder=config.test.decoder,
+    )
     _note_record_differences(config, record, weights)
     dataset = test_dataset(config, record, split, detections, files)
     if detections and len(dataset) == 0:

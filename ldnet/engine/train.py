@@ -18,7 +18,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ldnet.checkpoint import atomic_save, load_checkpoint, load_initial_weights
+from ldnet.checkpoint import (
+    atomic_save,
+    describe_initial_weights,
+    load_checkpoint,
+    load_initial_weights,
+)
 from ldnet.config import ExperimentConfig, config_to_dict, save_config
 from ldnet.data.dataset import before_forking_workers, worker_init_fn
 from ldnet.datasets import dataset_kind
@@ -126,11 +131,7 @@ def build_network(config: ExperimentConfig, record: ModelRecord, info, initialis
     if config.model.init_weights and initialise:
         report = load_initial_weights(model, config.model.init_weights)
         if info.is_main:
-            print(
-                f"initial weights {config.model.init_weights}: {len(report['matched'])} matched, "
-                f"{len(report['missing'])} missing, {len(report['unexpected'])} unexpected, "
-                f"{len(report['mismatched'])} shape-mismatched"
-            )
+            print(describe_initial_weights(config.model.init_weights, report))
     model.to(info.device)
     if info.device.type == "cpu":
         model.to(memory_format=torch.channels_last)

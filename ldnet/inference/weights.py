@@ -6,24 +6,55 @@ from pathlib import Path
 
 import torch
 
-from ldnet.checkpoint import CheckpointError, load_checkpoint, load_weights_strict
+from ldnet.checkpoint import CheckpointError, load_weights_strict
 from ldnet.models import build_model
 
 from .record import ModelRecord, record_from_checkpoint, record_from_metadata
 
 
 def load_model(
-    path: str | Path, expect_dataset: str | None = None, *, model: str | None = None
+    path: str | Path,
+    expect_dataset: str | None = None,
+    *,
+    model: str | None = None,
+    input_size: tuple[int, int] | None = None,
+    decoder: str | None = None,
 ) -> tuple[torch.nn.Module, ModelRecord]:
-    """Eval-mode network and its record from a training checkpoint (read ``weights_only``).
+    """Eval-mode network and its record from a checkpoint (read ``weights_only``).
 
     ``expect_dataset`` / ``model`` name what the caller needs; weights for another joint set
-    or architecture stop with one line saying so."""
+    or architecture stop with one line saying so. An official HRNet or MMPose checkpoint is
+    imported in memory (as ``ldnet weights import``) when ``model`` and ``input_size`` say
+    what it is, with ``decoder`` (default: HRNet's msra) in its record."""
+    from ldnet.lineage.importer import import_weights
+    from ldnet.lineage.layouts import read_file, recognise
+
     source = str(path)
-    data = load_checkpoint(path)
-    record = record_from_checkpoint(data, source).check(source, dataset=expect_dataset, model=model)
+    weights = recognise(read_file(path), source)
+    if weights.layout == "ldnet":
+        data = weights.data
+        record = record_from_checkpoint(data, source).check(
+            source, dataset=expect_dataset, model=model
+        )
+        network = build_model(record.model, record.num_joints)
+        return load_weights_strict(network, data, source, record.model).eval(), record
+    if model is None or input_size is None:
+        raise CheckpointError(
+            f"{source}: {weights.description}, not an ldnet checkpoint: give --model "
+            f"hrnet_w32 and --input HxW to import it as it loads, or convert it once with "
+            f"`ldnet weights import {source} --model hrnet_w32 --input HxW --output OUT.pt`"
+        )
+    state, record, _ = import_weights(
+        weights,
+        Path(path),
+        model=model,
+        input_size=input_size,
+        dataset=expect_dataset,
+        decoder=decoder,
+    )
     network = build_model(record.model, record.num_joints)
-    return load_weights_strict(network, data, source, record.model).eval(), record
+    network.load_state_dict(state, strict=True)
+    return network.eval(), record
 
 
 def record_from_onnx(path: str | Path, expect_dataset: str | None = None) -> ModelRecord:
