@@ -300,8 +300,9 @@ def test_uploaded_image_gets_the_apis_skeletons_drawn(driver, server):
     assert int(state["people"]) == len(api["people"]) == len(boxes)
     assert driver.find_element(By.ID, "people-count").text == str(len(boxes))
     listed = [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#people li")]
-    assert [line.split(",")[0] for line in listed] == [
-        f"score {person['score']:.2f}" for person in api["people"]
+    # Threshold 0 draws everything, negative scores of random weights included.
+    assert listed == [
+        f"score {person['score']:.2f}, 17/17 joints shown" for person in api["people"]
     ]
     assert state["maxInFlight"] == "1" and int(state["errors"]) == errors
 
@@ -325,7 +326,7 @@ def test_uploaded_image_gets_the_apis_skeletons_drawn(driver, server):
         "s.dispatchEvent(new Event('input'));",
         middle,
     )
-    above = sum(person["score"] >= middle for person in api["people"])
+    above = sum(middle <= 0 or person["score"] >= middle for person in api["people"])
     assert app_state(driver)["people"] == str(above) and app_state(driver)["results"] == "1"
 
     # A phone-width window (390 px): the page scrolls down, never sideways.
@@ -337,11 +338,12 @@ def test_uploaded_image_gets_the_apis_skeletons_drawn(driver, server):
 def test_page_shows_the_people_the_servers_detector_finds(driver, server):
     from selenium.webdriver.common.by import By
 
-    image = VAL2017 / f"{IMAGE_ID:012d}.jpg"
+    image = VAL2017 / "000000217285.jpg"  # OpenCV's HOG finds three of its people
     open_page(driver, server)
     driver.find_element(By.ID, "file").send_keys(str(image))
     wait_for(lambda: app_state(driver)["results"] == "1", 60, "the image's result")
     api = api_pose(server, image)
+    assert len(api["people"]) >= 1
     assert app_state(driver)["people"] == str(len(api["people"]))
 
 
