@@ -1,8 +1,9 @@
 """The API key: read once from a file, compared in constant time, never logged.
 
-A client sends it as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. Only the
-liveness probe ``/healthz`` and the page at ``/`` (static, holds no data; it asks the user
-for the key and sends it with each call) are open without it.
+A client sends it as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. Only the probes
+``/healthz`` and ``/readyz`` (a load balancer's health checks carry no secrets) and the page
+at ``/`` (static, holds no data; it sends the key the user gives with each call) are open
+without it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from .errors import ServeError
 
-OPEN_PATHS = ("/", "/healthz")
+OPEN_PATHS = ("/", "/healthz", "/readyz")
 MIN_KEY_LENGTH = 16
 
 
