@@ -111,6 +111,11 @@ def blob(server, tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+def cache_files(folder):
+    """The cache's files, without the lock files (hidden) that serialise concurrent gets."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
 def get(name, cache, capsys):
     code = main(["weights", "get", name, "--cache", str(cache)])
     captured = capsys.readouterr()
@@ -125,7 +130,7 @@ def test_full_download_then_cache(server, blob, capsys):
     assert code == 0
     assert out == str(blob / "blob.pth")
     assert (blob / "blob.pth").read_bytes() == BODY
-    assert sorted(p.name for p in blob.iterdir()) == ["blob.pth"]  # no .part left
+    assert cache_files(blob) == ["blob.pth"]  # no .part left
     assert server.requests == [("/blob.pth", None)]
     # A second get is served from the cache: no request.
     code, out, _ = get("blob", blob, capsys)
@@ -160,6 +165,18 @@ def test_cut_every_time_keeps_part_and_next_run_resumes(server, blob, capsys):
     assert (blob / "blob.pth").read_bytes() == BODY
 
 
+def test_two_gets_at_once_download_once(server, blob):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ldnet.lineage.download import get as get_weights
+
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda _: get_weights("blob", blob, progress=False), range(2)))
+    assert paths == [blob / "blob.pth"] * 2
+    assert server.requests == [("/blob.pth", None)]  # the second waited, then used the cache
+    assert (blob / "blob.pth").read_bytes() == BODY
+
+
 def test_server_that_ignores_range_restarts(server, blob, capsys):
     server.honour_range = False
     blob.mkdir()
@@ -187,7 +204,7 @@ def test_wrong_hash_deletes_the_file_and_names_both_prefixes(server, tmp_path, m
     code, _, err = get("bad", cache, capsys)
     assert code == 2
     assert f"wrong sha256: expected {expected}..., found {BODY_SHA[:8]}..." in err[0]
-    assert list(cache.iterdir()) == []  # nothing that failed its hash stays in the cache
+    assert cache_files(cache) == []  # nothing that failed its hash stays in the cache
 
 
 def test_http_404(server, tmp_path, monkeypatch, capsys):
@@ -195,7 +212,7 @@ def test_http_404(server, tmp_path, monkeypatch, capsys):
     code, _, err = get("gone", tmp_path / "cache", capsys)
     assert code == 2
     assert err == [f"ldnet weights: error: {server.base}/gone.pth: HTTP 404 Not Found"]
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert cache_files(tmp_path / "cache") == []
 
 
 def free_port() -> int:
@@ -330,6 +347,7 @@ def test_hand_only_entry_says_how(capsys, tmp_path):
 
 def test_resolve_weights_paths_and_names(tmp_path, monkeypatch, blob):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LDNET_CACHE", str(blob))
     (tmp_path / "hrnet_w32_coco_256x192").write_bytes(b"a local file wins over the name")
     assert resolve_weights("hrnet_w32_coco_256x192").read_bytes().startswith(b"a local file")
     # A path that does not exist stays a path: its loader names the missing file.
@@ -341,6 +359,8 @@ def test_resolve_weights_paths_and_names(tmp_path, monkeypatch, blob):
         resolve_weights("nosuch")
     with pytest.raises(DownloadError, match="not pose weights; give it as model.init_weights"):
         resolve_weights("blob")
+    assert resolve_weights("blob", kind="backbone") == blob / "blob.pth"  # init_weights=NAME
+    assert (blob / "blob.pth").read_bytes() == BODY
 
 
 def test_export_and_test_take_names(tmp_path, monkeypatch, capsys):
@@ -393,7 +413,7 @@ def test_name_end_to_end_through_predict(server, official_file, tmp_path, monkey
     assert main(args) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(results) == 1 and len(results[0]["keypoints"]) == 17 * 3
-    assert sorted(p.name for p in cache.iterdir()) == ["test_hrnet.pt"]  # original removed
+    assert cache_files(cache) == ["test_hrnet.pt"]  # original removed
     # `get` now answers from the cache, and the cached checkpoint holds exactly those weights.
     capsys.readouterr()
     assert main(["weights", "get", "test_hrnet"]) == 0

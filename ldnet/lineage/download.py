@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from filelock import FileLock
 from tqdm import tqdm
 
 from ldnet.errors import LDNetError
@@ -55,11 +56,16 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
 
 
 def resolve_weights(
-    text: str | os.PathLike, cache: str | os.PathLike | None = None, **options
+    text: str | os.PathLike,
+    cache: str | os.PathLike | None = None,
+    *,
+    kind: str = "pose",
+    **options,
 ) -> Path:
     """What a ``--weights`` argument means: an existing path wins; a text that looks like a
     path stays one (its loader then names the missing file); a known name is fetched and
-    imported on first use and read from the cache after."""
+    imported on first use and read from the cache after. ``kind="backbone"`` resolves an
+    ImageNet backbone for ``model.init_weights`` the same way."""
     path = Path(text)
     if path.exists():
         return path
@@ -70,10 +76,11 @@ def resolve_weights(
     entry = find(name)
     if entry is None:
         raise DownloadError(f"no such file or known weights name: {name}; see ldnet weights list")
-    if entry.kind != "pose":
+    if entry.kind != kind:
+        use = "--weights" if entry.kind == "pose" else "model.init_weights"
         raise DownloadError(
-            f"{name}: {entry.description}, not pose weights; give it as "
-            f"model.init_weights (`ldnet weights get {name}` prints its path)"
+            f"{name}: {entry.description}, not {kind} weights; give it as {use} "
+            f"(`ldnet weights get {name}` prints its path)"
         )
     return get(entry, cache, **options)
 
@@ -97,6 +104,17 @@ def get(
         raise DownloadError(f"{folder}: cannot create the cache folder ({error})") from None
     imported = folder / f"{entry.name}.pt"
     original = folder / f"{entry.name}.pth"
+    if entry.kind == "pose" and imported.is_file():
+        return imported
+    # Two processes asking for the same name (serve workers, a script run twice) would
+    # append to one .part file; the second waits, then finds the file in the cache.
+    with FileLock(folder / f".{entry.name}.lock"):
+        return _get_locked(entry, imported, original, timeout_s, progress)
+
+
+def _get_locked(
+    entry: WeightsEntry, imported: Path, original: Path, timeout_s: float, progress: bool
+) -> Path:
     if entry.kind == "pose" and imported.is_file():
         return imported
     if not original.is_file():
@@ -176,28 +194,40 @@ def _transfer(url: str, part: Path, timeout_s: float, progress: bool, label: str
             offset = 0  # the server ignored the Range (200) or answered another one: restart
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None
-        with (
-            part.open("ab" if offset else "wb") as file,
-            tqdm(
-                total=total,
-                initial=offset,
-                desc=label,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                file=sys.stderr,
-                disable=not progress,
-            ) as bar,
-        ):
-            try:
-                while chunk := response.read(CHUNK_BYTES):
-                    file.write(chunk)
-                    bar.update(len(chunk))
-            except (http.client.IncompleteRead, ConnectionError, TimeoutError) as error:
-                raise _Interrupted(f"{type(error).__name__} after {file.tell()} bytes") from None
-            received = file.tell()
+        try:
+            file = part.open("ab" if offset else "wb")
+        except OSError as error:
+            raise DownloadError(f"{part}: cannot write ({error.strerror or error})") from None
+        bar = tqdm(
+            total=total,
+            initial=offset,
+            desc=label,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            file=sys.stderr,
+            disable=not progress,
+        )
+        with file, bar:
+            received = _copy(response, file, bar, part)
     if total is not None and received < total:
         raise _Interrupted(f"connection closed after {received} of {total} bytes")
+
+
+def _copy(response, file, bar, part: Path) -> int:
+    """The response body appended to ``file``; returns the file's size after it."""
+    while True:
+        try:
+            chunk = response.read(CHUNK_BYTES)
+        except (http.client.HTTPException, OSError) as error:  # reset, timeout, TLS
+            raise _Interrupted(f"{type(error).__name__} after {file.tell()} bytes") from None
+        if not chunk:
+            return file.tell()
+        try:
+            file.write(chunk)
+        except OSError as error:  # a full disk: what is written stays, for a resume
+            raise DownloadError(f"{part}: cannot write ({error.strerror or error})") from None
+        bar.update(len(chunk))
 
 
 def _open(request: urllib.request.Request, timeout_s: float, offset: int):
