@@ -268,13 +268,29 @@ def api_pose(url: str, image: Path, boxes: list | None = None) -> dict:
 # -- tests ------------------------------------------------------------------------------------
 
 
-def test_keyboard_reaches_the_file_input_first(driver, server):
-    from selenium.webdriver.common.by import By
+def test_keyboard_reaches_every_control_in_reading_order(driver, server):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
     driver.get(f"{server}/")
-    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
-    assert driver.switch_to.active_element.get_attribute("id") == "file"
+    visited = []
+    for _ in range(7):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        element = driver.switch_to.active_element
+        name = element.get_attribute("id") or (
+            f"{element.get_attribute('name')}={element.get_attribute('value')}"
+        )
+        visited.append(name)
+    # "Estimate again" is disabled until there is an image; a radio group is one stop.
+    assert visited == [
+        "file",
+        "camera",
+        "people-from=detect",
+        "boxes",
+        "threshold",
+        "flip",
+        "api-key",
+    ]
 
 
 def test_page_asks_for_the_api_key_and_works_once_given(driver, server):
