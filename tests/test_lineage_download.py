@@ -330,6 +330,9 @@ def test_site_catalog_errors_name_the_file_and_field(tmp_path, monkeypatch, caps
     path.write_text(json.dumps([entry]))
     assert main(["weights", "list"]) == 2
     assert "entry 0 ('x'): url must be http(s), got 'ftp://mirror/x.pth'" in capsys.readouterr().err
+    path.write_text(json.dumps([backbone_entry("../escape", "https://mirror/x.pth", "0" * 8)]))
+    with pytest.raises(CatalogError, match=r"entry 0 \('../escape'\): name: a letter or digit"):
+        catalog()
     path.write_text("{not json")
     with pytest.raises(CatalogError, match="not a readable JSON file"):
         catalog()

@@ -33,6 +33,7 @@ KINDS = ("pose", "backbone")
 LAYOUTS = ("mmpose-1.x", "mmpose-0.x", "hrnet", "imagenet")
 DECODERS = ("msra", "dark")
 _HEX_PREFIX = re.compile(r"[0-9a-f]{8,64}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a file name in the cache, never a path
 
 
 class CatalogError(LDNetError):
@@ -237,8 +238,8 @@ def entry_problem(entry: WeightsEntry) -> str | None:
     """What is wrong with an entry, or None. Site entries may use http (a local mirror)."""
     from ldnet.models import PRESETS
 
-    if not isinstance(entry.name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", entry.name):
-        return "name must be letters, digits, '_', '.', '-' (it names files in the cache)"
+    if not isinstance(entry.name, str) or not _NAME.fullmatch(entry.name):
+        return "name: a letter or digit, then letters, digits, '_', '.', '-' (it names files)"
     if entry.kind not in KINDS:
         return f"kind must be one of {', '.join(KINDS)}, got {entry.kind!r}"
     if entry.layout not in LAYOUTS:
