@@ -37,7 +37,12 @@ def register(subparsers) -> None:
 
     got = verbs.add_parser("get", help="download a known checkpoint, verify, import")
     got.add_argument("name", metavar="NAME")
-    got.add_argument("--cache", type=Path, default=None, help="default: $XDG_CACHE_HOME/ldnet")
+    got.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="default: $LDNET_CACHE, else $XDG_CACHE_HOME/ldnet, else ~/.cache/ldnet",
+    )
     got.set_defaults(run=run_get)
 
 
