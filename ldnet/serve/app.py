@@ -33,6 +33,7 @@ from .service import PoseService
 
 log = logging.getLogger("ldnet.serve")
 RETRY_AFTER_S = 1
+DRAIN_FACTOR = 4  # see Guard._too_large
 PAGE_MISSING = "ldnet serve: the page is not installed; the API is documented at /docs\n"
 
 
@@ -69,7 +70,7 @@ class Guard:
             return await refusal(scope, receive, send)
         limit = self.state.options.max_body_bytes
         if int(headers.get("content-length") or 0) > limit:
-            return await self._too_large(scope, receive, send)
+            return await self._too_large(scope, receive, send, drain=True)
         received = 0
 
         async def counting_receive():
@@ -95,7 +96,7 @@ class Guard:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._too_large(scope, receive, send)
+                await self._too_large(scope, receive, send, drain=True)
         finally:
             if is_pose:
                 self.state.in_flight -= 1
@@ -116,12 +117,31 @@ class Guard:
             )
         return None
 
-    async def _too_large(self, scope, receive, send):
+    async def _too_large(self, scope, receive, send, drain: bool):
+        """413. The rest of a moderately large body is read and dropped first: a client
+        still sending when the server closes gets a reset instead of the answer. Past
+        ``DRAIN_FACTOR`` times the limit, the connection is closed without reading on."""
         limit = self.state.options.max_body_bytes
+        drained = drain and await _drain(receive, DRAIN_FACTOR * limit)
         response = error_response(
-            f"body larger than the {limit}-byte limit", 413, {"Connection": "close"}
+            f"body larger than the {limit}-byte limit",
+            413,
+            None if drained else {"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+async def _drain(receive, budget: int) -> bool:
+    """Read and drop the request body; False if it is longer than ``budget`` bytes."""
+    read = 0
+    while read <= budget:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        read += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+    return False
 
 
 class ServeState:
