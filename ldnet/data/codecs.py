@@ -11,10 +11,21 @@ about half a pixel (MMPose 1.x codec style). Two codecs:
   position) and distribution-aware decoding: blur the heatmap with the Gaussian kernel, take
   the log, and refine the argmax by one Newton step of the second-order Taylor expansion.
 
-Heatmap <-> input convention: heatmap pixel ``u`` covers input pixels ``[s*u, s*u + s - 1]``
-for stride ``s``, so its centre is at input ``x = s*u + (s - 1) / 2``. Together with the
-pixel-centre convention of ``transforms`` this is exactly flip-equivariant: mirroring the
-input (x -> W - 1 - x) mirrors the heatmap (u -> w - 1 - u). No flip shift is needed.
+Heatmap <-> input, in the two coordinate conventions a codec can carry (``CONVENTIONS``):
+
+- ``"ldnet"`` (ours, what ``ldnet train`` uses): heatmap pixel ``u`` covers input pixels
+  ``[s*u, s*u + s - 1]`` for stride ``s``, so its centre is at input ``x = s*u + (s - 1) / 2``.
+  Together with the pixel-centre crop of ``transforms`` this is exactly flip-equivariant:
+  mirroring the input (x -> W - 1 - x) mirrors the heatmap (u -> w - 1 - u), so the flip test
+  needs no shift.
+- ``"hrnet"`` (HRNet's and MMPose's non-UDP models; what their weights learned): heatmap pixel
+  ``u`` is input ``x = s*u`` (HRNet's ``transform_preds`` maps heatmap coordinates through the
+  box's affine at heatmap size; MMPose multiplies by the stride). Its crops are not
+  flip-exact, so its flip test moves the mirrored heatmap one pixel right (``flip_shift_px``),
+  and its quarter offset refines only away from the border (``get_final_preds``).
+
+The convention is a test-time property of imported weights: a codec in either one encodes
+and decodes consistently, but the training recipe writes ``"ldnet"``.
 
 Shapes: keypoints (..., K, 2) as (x, y); heatmaps (..., K, h, w); sizes are (height, width).
 Everything is vectorised over people and joints.
@@ -27,6 +38,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+# See the module docstring; ``ldnet.inference.record`` stores one of these with the weights.
+CONVENTIONS = ("ldnet", "hrnet")
+
 
 @dataclass(frozen=True)
 class MSRAHeatmap:
@@ -35,8 +49,22 @@ class MSRAHeatmap:
     input_size: tuple[int, int] = (256, 192)  # (height, width)
     heatmap_size: tuple[int, int] = (64, 48)  # (height, width)
     sigma: float = 2.0
+    convention: str = "ldnet"  # one of CONVENTIONS
 
     name = "msra"
+
+    def __post_init__(self):
+        if self.convention not in CONVENTIONS:
+            raise ValueError(
+                f"unknown coordinate convention {self.convention!r}: "
+                f"expected one of {', '.join(CONVENTIONS)}"
+            )
+
+    @property
+    def flip_shift_px(self) -> int:
+        """Heatmap pixels to move the mirrored heatmap right in the flip test (HRNet's
+        ``TEST.SHIFT_HEATMAP``, MMPose's ``shift_heatmap``); 0 where the crop is flip-exact."""
+        return 1 if self.convention == "hrnet" else 0
 
     @property
     def stride(self) -> np.ndarray:
@@ -50,10 +78,14 @@ class MSRAHeatmap:
 
     def to_heatmap(self, points: np.ndarray) -> np.ndarray:
         stride = self.stride
+        if self.convention == "hrnet":
+            return np.asarray(points, dtype=np.float64) / stride
         return (np.asarray(points, dtype=np.float64) + 0.5) / stride - 0.5
 
     def to_input(self, points: np.ndarray) -> np.ndarray:
         stride = self.stride
+        if self.convention == "hrnet":
+            return np.asarray(points, dtype=np.float64) * stride
         return (np.asarray(points, dtype=np.float64) + 0.5) * stride - 0.5
 
     # -- encoding -------------------------------------------------------------------------
@@ -104,6 +136,10 @@ class MSRAHeatmap:
         rows = np.arange(flat.shape[0])
         ok_x = (px > 0) & (px < w - 1)
         ok_y = (py > 0) & (py < h - 1)
+        if self.convention == "hrnet":
+            # get_final_preds refines both axes only when 1 < px < w - 1 and 1 < py < h - 1
+            # (so never the first two columns or rows), and neither axis otherwise.
+            ok_x = ok_y = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
         pxc, pyc = np.clip(px, 1, w - 2), np.clip(py, 1, h - 2)
         diff_x = flat[rows, py * w + pxc + 1] - flat[rows, py * w + pxc - 1]
         diff_y = flat[rows, (pyc + 1) * w + px] - flat[rows, (pyc - 1) * w + px]
@@ -187,13 +223,14 @@ def build_codec(
     input_size: tuple[int, int] = (256, 192),
     heatmap_size: tuple[int, int] | None = None,
     sigma: float = 2.0,
+    convention: str = "ldnet",
 ) -> MSRAHeatmap:
     """Codec by name ("msra" or "dark"); the heatmap defaults to 1/4 of the input."""
     if name not in CODECS:
         raise ValueError(f"unknown codec {name!r}: expected one of {', '.join(CODECS)}")
     if heatmap_size is None:
         heatmap_size = (input_size[0] // 4, input_size[1] // 4)
-    return CODECS[name](tuple(input_size), tuple(heatmap_size), float(sigma))
+    return CODECS[name](tuple(input_size), tuple(heatmap_size), float(sigma), convention)
 
 
 def argmax_2d(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,8 +253,8 @@ def flip_back(heatmaps: np.ndarray, flip_permutation: np.ndarray, shift_px: int 
 
     Mirrors the width axis and swaps left/right channels. ``shift_px`` moves the result right
     by whole heatmap pixels: HRNet's flip test uses 1 to compensate its crop convention; with
-    this package's (flip-exact) convention the right value is 0. Works on numpy arrays and on
-    torch tensors (..., K, h, w).
+    the "ldnet" (flip-exact) convention the right value is 0 (``codec.flip_shift_px``).
+    Works on numpy arrays and on torch tensors (..., K, h, w).
     """
     if hasattr(heatmaps, "flip") and not isinstance(heatmaps, np.ndarray):  # torch.Tensor
         out = heatmaps.flip(-1)[..., list(flip_permutation), :, :]

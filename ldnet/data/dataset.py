@@ -32,8 +32,12 @@ class TopDownDataset(Dataset):
       ``image_id``, ``person_id``, ``index``, ``center`` (2,), ``scale`` (2,),
       ``rotation_deg``, ``flipped``, ``bbox_score``, ``area``, ``joints`` (K, 2) image px,
       ``visible`` (K,). To map a prediction back: ``transforms.input_to_image(codec.decode(
-      heatmaps)[0], center, scale, rotation_deg, codec.input_size)`` (flip is already undone
-      by ``codecs.flip_back`` in the flip test, so ``flipped`` is False at test time).
+      heatmaps)[0], center, scale, rotation_deg, codec.input_size, codec.convention)`` (flip
+      is already undone by ``codecs.flip_back`` in the flip test, so ``flipped`` is False at
+      test time).
+
+    Crops are cut in the codec's coordinate convention, so a test set for imported HRNet
+    weights (convention ``"hrnet"``) is cropped as HRNet crops.
 
     An unreadable image is recorded in ``problems`` and the next readable sample is returned
     instead; with ``strict=True`` it raises ``DataError``.
@@ -101,7 +105,14 @@ class TopDownDataset(Dataset):
                 self.augment,
                 self._rng,
             )
-        matrix = affine_matrix(center, scale, rotation, self.codec.input_size, flip=flip)
+        matrix = affine_matrix(
+            center,
+            scale,
+            rotation,
+            self.codec.input_size,
+            flip=flip,
+            convention=self.codec.convention,
+        )
         crop = warp_crop(image_bgr, matrix, self.codec.input_size)
         joints = transform_points(record.joints, matrix)
         visible = record.visible
@@ -156,10 +167,12 @@ def prepare_crops(
     image_bgr: np.ndarray,
     boxes_xywh: np.ndarray,
     input_size: tuple[int, int],
+    convention: str = "ldnet",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Test-time crops of one image: boxes (N, 4) -> (crops (N, 3, H, W) float32 normalised,
-    centers (N, 2), scales (N, 2)). Decode with ``codec.decode`` and map back with
-    ``transforms.input_to_image(points, centers, scales, 0.0, input_size)``.
+    centers (N, 2), scales (N, 2)), cut in the weights' coordinate ``convention``. Decode with
+    ``codec.decode`` and map back with ``transforms.input_to_image(points, centers, scales,
+    0.0, input_size, convention)``.
     """
     from .transforms import box_to_center_scale
 
@@ -167,6 +180,6 @@ def prepare_crops(
     centers, scales = box_to_center_scale(boxes, input_size)
     crops = np.zeros((len(boxes), 3) + tuple(input_size), np.float32)
     for n in range(len(boxes)):  # one warp per person: the per-person cost is the warp itself
-        matrix = affine_matrix(centers[n], scales[n], 0.0, input_size)
+        matrix = affine_matrix(centers[n], scales[n], 0.0, input_size, convention=convention)
         crops[n] = normalize(warp_crop(image_bgr, matrix, input_size))
     return crops, centers, scales

@@ -1,12 +1,14 @@
 """Geometry of the top-down crop, shared by training and testing, plus augmentation.
 
-Coordinate convention (the one every module of ``ldnet.data`` uses): a pixel's integer index
-is the coordinate of its *centre*, so an image of width W spans x in [-0.5, W - 0.5] and a
-horizontal flip maps x -> W - 1 - x. The crop maps the person centre to the centre of the
-input, ((W - 1) / 2, (H - 1) / 2), so that flipping the crop is exactly flipping the image
-about the person centre. (HRNet maps the centre to (W / 2, H / 2); its crops are therefore
-one input pixel off under a flip, which its flip test papers over with a one-pixel heatmap
-shift. With this convention no shift is needed: see ``codecs.flip_back``.)
+Coordinate convention: a pixel's integer index is the coordinate of its *centre*, so an
+image of width W spans x in [-0.5, W - 0.5] and a horizontal flip maps x -> W - 1 - x. In the
+``"ldnet"`` convention (ours, the default, what training uses) the crop maps the person centre
+to the centre of the input, ((W - 1) / 2, (H - 1) / 2), so that flipping the crop is exactly
+flipping the image about the person centre. The ``"hrnet"`` convention (HRNet's
+``get_affine_transform``, MMPose's ``get_warp_matrix``; what their weights learned) maps it
+to (W / 2, H / 2), half a pixel right of and below the middle; its crops are therefore one
+input pixel off under a flip, which its flip test papers over with a one-pixel heatmap shift
+(``codecs.flip_back``, ``codec.flip_shift_px``). The convention travels with the codec.
 
 Box -> centre/scale follows HRNet: centre = (x + w / 2, y + h / 2); the box is widened or
 heightened to the input aspect ratio; scale = box size / 200 (pixel_std), times 1.25 padding.
@@ -44,6 +46,17 @@ def box_to_center_scale(
     return center.astype(np.float32), scale.astype(np.float32)
 
 
+def crop_center(output_size: tuple[int, int], convention: str = "ldnet") -> tuple[float, float]:
+    """(x, y) in the crop where the person centre lands: ((W - 1) / 2, (H - 1) / 2) in the
+    ``"ldnet"`` convention, HRNet's (W / 2, H / 2) in the ``"hrnet"`` one."""
+    out_h, out_w = output_size
+    if convention == "hrnet":
+        return out_w * 0.5, out_h * 0.5
+    if convention != "ldnet":
+        raise ValueError(f"unknown coordinate convention {convention!r}: expected ldnet or hrnet")
+    return (out_w - 1) * 0.5, (out_h - 1) * 0.5
+
+
 def affine_matrix(
     center,
     scale,
@@ -52,13 +65,16 @@ def affine_matrix(
     *,
     flip: bool | np.ndarray = False,
     inverse: bool = False,
+    convention: str = "ldnet",
 ) -> np.ndarray:
     """The 2x3 matrix mapping image coordinates to crop coordinates (or back, ``inverse``).
 
     ``output_size`` is (height, width) of the crop (input or heatmap resolution).
     Broadcasts: ``center`` (..., 2), ``scale`` (..., 2), ``rotation_deg`` (...) give (..., 2, 3).
     A positive rotation turns the image content clockwise in the crop, like HRNet's.
-    ``flip`` mirrors the crop horizontally (x -> W - 1 - x), which equals flipping the image.
+    ``flip`` mirrors the crop horizontally about the crop centre: x -> W - 1 - x in the
+    ``"ldnet"`` convention (which equals flipping the image), x -> W - x in the ``"hrnet"``
+    one (HRNet's training flip: image mirrored, centre moved to width - 1 - x).
     """
     center = np.asarray(center, dtype=np.float64)
     scale = np.asarray(scale, dtype=np.float64)
@@ -66,6 +82,7 @@ def affine_matrix(
     flip = np.asarray(flip, dtype=bool)
     shape = np.broadcast_shapes(center.shape[:-1], scale.shape[:-1], theta.shape, flip.shape)
     out_h, out_w = output_size
+    crop_x, crop_y = crop_center(output_size, convention)
     zoom = out_w / (scale[..., 0] * PIXEL_STD)
     cos, sin = np.cos(theta) * zoom, np.sin(theta) * zoom
     # crop = zoom * R(-theta) (p - center) + crop_center
@@ -73,11 +90,11 @@ def affine_matrix(
     a[..., 0, 0], a[..., 0, 1] = cos, sin
     a[..., 1, 0], a[..., 1, 1] = -sin, cos
     cx, cy = center[..., 0], center[..., 1]
-    a[..., 0, 2] = (out_w - 1) * 0.5 - (a[..., 0, 0] * cx + a[..., 0, 1] * cy)
-    a[..., 1, 2] = (out_h - 1) * 0.5 - (a[..., 1, 0] * cx + a[..., 1, 1] * cy)
-    # Mirror: x' = (W - 1) - x, applied after the crop.
+    a[..., 0, 2] = crop_x - (a[..., 0, 0] * cx + a[..., 0, 1] * cy)
+    a[..., 1, 2] = crop_y - (a[..., 1, 0] * cx + a[..., 1, 1] * cy)
+    # Mirror about the crop centre: x' = 2 * crop_x - x, applied after the crop.
     a[..., 0, :] = np.where(flip[..., None], -a[..., 0, :], a[..., 0, :])
-    a[..., 0, 2] += np.where(flip, out_w - 1, 0.0)
+    a[..., 0, 2] += np.where(flip, 2 * crop_x, 0.0)
     return invert_affine(a) if inverse else a
 
 
@@ -96,14 +113,21 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def input_to_image(
-    points: np.ndarray, center, scale, rotation_deg, input_size: tuple[int, int]
+    points: np.ndarray,
+    center,
+    scale,
+    rotation_deg,
+    input_size: tuple[int, int],
+    convention: str = "ldnet",
 ) -> np.ndarray:
     """Map points (N, K, 2) from crop coordinates back to image coordinates.
 
     The inverse of the crop geometry (HRNet's ``transform_preds``, with rotation): this is the
-    last step of testing, after ``codec.decode``.
+    last step of testing, after ``codec.decode``, in the convention of the codec.
     """
-    inverse = affine_matrix(center, scale, rotation_deg, input_size, inverse=True)
+    inverse = affine_matrix(
+        center, scale, rotation_deg, input_size, inverse=True, convention=convention
+    )
     return transform_points(points, inverse)
 
 

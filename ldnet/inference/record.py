@@ -13,15 +13,15 @@ import sys
 from dataclasses import dataclass
 
 from ldnet.checkpoint import CheckpointError
-from ldnet.data.codecs import CODECS, MSRAHeatmap, build_codec
+from ldnet.data.codecs import CODECS, CONVENTIONS, MSRAHeatmap, build_codec
 from ldnet.data.keypoints import KEYPOINT_SETS, KeypointSet
 
-# How pixels, crops and heatmaps line up. "ldnet": half-pixel centred (crop centre at
-# ((W - 1) / 2, (H - 1) / 2), heatmap pixel u at 4u + 1.5, flip test without a shift).
-# "hrnet": HRNet's and MMPose's (non-UDP) convention that imported HRNet-trained weights
-# carry (crop centre at W / 2, heatmap pixel u at 4u, flipped heatmap shifted one pixel).
-# It is a test-time property of the weights: training always uses "ldnet".
-CONVENTIONS = ("ldnet", "hrnet")
+# CONVENTIONS (from the codecs): how pixels, crops and heatmaps line up. "ldnet": half-pixel
+# centred (crop centre at ((W - 1) / 2, (H - 1) / 2), heatmap pixel u at 4u + 1.5, flip test
+# without a shift). "hrnet": HRNet's and MMPose's (non-UDP) convention that imported
+# HRNet-trained weights carry (crop centre at W / 2, heatmap pixel u at 4u, flipped heatmap
+# shifted one pixel). A test-time property of the weights: training always writes "ldnet".
+__all__ = ["CONVENTIONS", "ModelRecord", "record_from_checkpoint", "record_from_metadata"]
 # A checkpoint written before the record existed was trained like this.
 LEGACY_CODEC, LEGACY_SIGMA, LEGACY_CONVENTION = "dark", 2.0, "ldnet"
 
@@ -49,7 +49,9 @@ class ModelRecord:
         return KEYPOINT_SETS[self.dataset]
 
     def build_codec(self) -> MSRAHeatmap:
-        return build_codec(self.codec, self.input_size, self.heatmap_size, self.sigma)
+        return build_codec(
+            self.codec, self.input_size, self.heatmap_size, self.sigma, self.convention
+        )
 
     # -- checkpoint and ONNX forms ---------------------------------------------------------
     def to_checkpoint(self) -> dict:

@@ -3,7 +3,11 @@
 ``ldnet test``, validation inside ``ldnet train`` and ``PoseEstimator`` (``ldnet predict``)
 all run people through ``TopDownPredictor``; only where the crops come from differs (a
 dataset's records through a DataLoader, or the boxes of one image). The codec comes from the
-weights' record, so every caller decodes a model as it was trained.
+weights' record, so every caller decodes a model as it was trained, in the coordinate
+convention it was trained in (``"ldnet"``, or ``"hrnet"`` for imported HRNet/MMPose weights:
+crops centred at (W / 2, H / 2), flipped heatmap shifted one pixel, heatmap pixel u at 4u).
+The crops must be cut in the same convention (``TopDownDataset`` and ``prepare_crops`` take it
+from the codec and the record).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ class TopDownPredictor:
 
     def __init__(self, backend, record: ModelRecord, *, flip: bool = True, batch_size: int = 16):
         self.backend, self.record = backend, record
-        self.codec = record.build_codec()
+        self.codec = record.build_codec()  # carries the record's convention
         self.flip_permutation = record.keypoint_set.flip_permutation() if flip else None
         self.batch_size = batch_size
 
@@ -44,15 +48,19 @@ class TopDownPredictor:
                 continue
             both = self.backend(np.concatenate([chunk, chunk[..., ::-1]]))
             plain, mirrored = both[: len(chunk)], both[len(chunk) :]
-            # The "ldnet" convention is flip-exact: the mirrored heatmap needs no shift.
-            outputs.append(0.5 * (plain + flip_back(mirrored, self.flip_permutation)))
+            # The "ldnet" convention is flip-exact (shift 0); "hrnet" crops are one input pixel
+            # off under a flip, which HRNet's flip test answers with a one-pixel heatmap shift.
+            restored = flip_back(mirrored, self.flip_permutation, self.codec.flip_shift_px)
+            outputs.append(0.5 * (plain + restored))
         return np.concatenate(outputs)
 
     def keypoints(self, crops: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
         """Crops (N, 3, H, W) of the people at ``centers``/``scales`` (N, 2) -> keypoints
         (N, K, 3): x, y in 0-based image pixels, confidence."""
         points, confidences = self.codec.decode(self.heatmaps(crops))
-        image_points = input_to_image(points, centers, scales, 0.0, self.codec.input_size)
+        image_points = input_to_image(
+            points, centers, scales, 0.0, self.codec.input_size, self.codec.convention
+        )
         return np.concatenate([image_points, confidences[..., None]], axis=-1).astype(np.float64)
 
 

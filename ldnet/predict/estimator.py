@@ -159,7 +159,9 @@ class PoseEstimator:
         joints = self.keypoint_set.num_joints
         if len(boxes) == 0:
             return Poses(np.zeros((0, joints, 3)), np.zeros(0), boxes, box_scores, np.zeros(0))
-        crops, centers, scales = prepare_crops(image_bgr, boxes, self.input_size)
+        crops, centers, scales = prepare_crops(
+            image_bgr, boxes, self.input_size, self.record.convention
+        )
         keypoints = self.predictor.keypoints(crops, centers, scales)
         scores = joint_scores(keypoints, self.in_vis_threshold) * box_scores
         return Poses(keypoints, scores, boxes, box_scores, box_areas_px(scales))
