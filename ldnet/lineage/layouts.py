@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,18 +90,14 @@ def read_file(path: str | Path) -> dict:
         with torch.serialization.safe_globals(_NUMPY_SAFE_GLOBALS):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        unsafe = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(error))
         if unsafe:
             raise CheckpointError(
                 f"{path}: not a readable checkpoint: an unsafe pickle holding "
                 f"{unsafe.group(1)}, which weights have no need of (loading it could run code)"
             ) from None
-        # torch wraps the unpickler's own reason in a paragraph on weights_only; keep the reason.
-        reason = str(error).partition("WeightsUnpickler error:")[2].strip() or str(error)
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint (not a PyTorch pickle: {_first_line(reason)})"
-        ) from None
-    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_reason(error)})") from None
+    except Exception as error:  # arbitrary bytes fail anywhere in the unpickler (IndexError...)
         raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
     if not isinstance(data, dict):
         raise CheckpointError(
@@ -189,6 +184,16 @@ def _keys(mapping: dict) -> str:
     names = list(mapping)
     shown = ", ".join(str(name) for name in names[:4])
     return f"{shown}{', ...' if len(names) > 4 else ''}" if names else "no keys"
+
+
+def _reason(error: pickle.UnpicklingError) -> str:
+    """The unpickler's own reason, out of the paragraphs torch wraps it in."""
+    advice = ("Weights only load failed", "Check the documentation", "Please file an issue", "(")
+    for line in str(error).splitlines():
+        line = line.strip().removeprefix("WeightsUnpickler error:").strip()
+        if line and not line.startswith(advice):
+            return line
+    return _first_line(error)
 
 
 def _first_line(error: Exception) -> str:
