@@ -11,6 +11,7 @@ differ in the last bits from one CPU to another, float64 ones do not reach 1e-5.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -429,3 +430,53 @@ def test_imagenet_backbone_initialises_hrnet_w32_and_reports(tmp_path):
     atomic_save(small_hrnet_state(width=48), tmp_path / "w48.pth")
     with pytest.raises(CheckpointError, match="w48.pth: HRNet-W48 weights"):
         load_initial_weights(build_model("hrnet_w32", 17), tmp_path / "w48.pth")
+
+
+# -- end to end: an official file, imported, against HRNet's own test pipeline ------------------
+PIPELINE = FIXTURES / "hrnet_pipeline_keypoints.json"
+VAL2017 = Path(__file__).resolve().parents[2] / "shared/data/coco-mini/images/val2017"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not VAL2017.is_dir(), reason="needs ../shared/data/coco-mini")
+def test_imported_official_file_predicts_hrnet_pipeline_keypoints(official, tmp_path, capsys):
+    """``tests/test_hrnet_convention.py`` checks ``ldnet predict`` against HRNet's own test
+    pipeline (its fixture) with an ldnet checkpoint of the seeded weights; here the same
+    weights arrive as the reference saves them, through ``ldnet weights import``."""
+    from test_hrnet_convention import CLEAR_MARGIN, match_people
+
+    fixture = json.loads(PIPELINE.read_text())
+    assert fixture["seed"] == int(np.load(REFERENCE)["weight_seed"])  # the same weights
+    people = fixture["people"]
+    clear = np.array([p["margins"] for p in people]) >= CLEAR_MARGIN
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in {p["file_name"] for p in people}:
+        (images / name).symlink_to(VAL2017 / name)
+    detections = tmp_path / "boxes.json"
+    boxes = [
+        {"image_id": p["image_id"], "category_id": 1, "bbox": p["bbox"], "score": 1.0}
+        for p in people
+    ]
+    detections.write_text(json.dumps(boxes))
+    source = tmp_path / "pose_hrnet_w32_256x192.pth"
+    atomic_save(as_layout(official, "hrnet"), source)
+    imported = tmp_path / "hrnet_w32_coco_256x192.pt"
+    code, _, err = run_cli(
+        capsys, "weights", "import", source, "--model", "hrnet_w32", "--input", "256x192",
+        "--output", imported,
+    )  # fmt: skip
+    assert code == 0, err
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        capsys, "predict", images, "--weights", imported, "--detections", detections,
+        "--decoder", "msra", "--output", out, "--no-overlay", "--quiet", "--threads", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = json.loads((out / "results.json").read_text())
+    assert len(rows) == len(people)
+    ours = np.stack([row for _, row in match_people(people, rows)])
+    reference = np.array([p["keypoints"] for p in people])
+    difference = np.abs(ours[..., :2] - reference).max(axis=-1)
+    assert clear.sum() >= 80 and difference[clear].max() <= 0.05
+    np.testing.assert_allclose(ours[..., 2], [p["scores"] for p in people], atol=1e-3)
