@@ -68,6 +68,9 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list of results")
     parser.set_defaults(run=run)
     bench_subparsers = parser.add_subparsers(dest="bench_target", metavar="TARGET")
+    from .bench_serve import register_serve_bench
+
+    register_serve_bench(bench_subparsers)
     try:
         from .data import register_data_bench
     except ImportError:  # the data pipeline benchmark lives with the data package

@@ -157,6 +157,7 @@ class ServeState:
         # Requests past the queue bound wait in the decode threads; this caps those too.
         self.max_in_flight = options.max_queue + options.max_batch
         self.refused = 0
+        self.preparing = 0  # requests decoding and cropping: the batcher waits for these
 
     def start(self) -> None:
         options = self.options
@@ -165,6 +166,7 @@ class ServeState:
             max_batch=options.max_batch,
             max_wait_s=options.max_wait_ms / 1000,
             max_queue=options.max_queue,
+            coming=lambda: self.preparing,
         )
 
         def warm_up():
@@ -282,6 +284,17 @@ def create_app(service: PoseService, options: ServeOptions | None = None) -> Fas
     async def model():
         return service.describe()
 
+    @app.get("/v1/stats", summary="Counters: requests, network calls, refusals")
+    async def stats():
+        counts = state.batcher.stats
+        return {
+            "requests": counts.jobs,  # through the network; those without people are not
+            "batches": counts.batches,
+            "largest_batch": counts.largest,
+            "refused": state.refused,
+            "in_flight": state.in_flight,
+        }
+
     @app.post(
         "/v1/pose",
         summary="Keypoints of the people in an image",
@@ -301,10 +314,14 @@ def create_app(service: PoseService, options: ServeOptions | None = None) -> Fas
         else:
             data, image_type = await request.body(), content_type
         flip_test = _flag(flip, True, "flip")
-        image = await run_in_threadpool(decode_image, data, image_type)
-        del data
-        box_array = parse_boxes(boxes, image.shape)
-        job = await run_in_threadpool(service.prepare, image, box_array, flip_test)
+        state.preparing += 1
+        try:
+            image = await run_in_threadpool(decode_image, data, image_type)
+            del data
+            box_array = parse_boxes(boxes, image.shape)
+            job = await run_in_threadpool(service.prepare, image, box_array, flip_test)
+        finally:
+            state.preparing -= 1
         if len(job.crops) == 0:
             poses = service.run_batch([job])[0]
         else:

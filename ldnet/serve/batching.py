@@ -3,9 +3,11 @@ network call, on one worker thread.
 
 A request's handler puts its job on a bounded queue and awaits a future. The worker takes
 the first job, then keeps taking jobs until ``max_batch`` are gathered or ``max_wait_s`` has
-passed since the first, runs them all with one ``run_batch`` call, and resolves each future
-with its own result. One worker owns the network, so the backend never runs two calls at
-once and the CPU threads are not split between competing calls. The queue bound is the
+passed since the first (waiting only while more requests are known to be on their way),
+runs them all with one ``run_batch`` call, and resolves each future with its own result.
+While a batch runs, new requests queue up, so under load batches fill without any wait.
+One worker owns the network, so the backend never runs two calls at once and the CPU
+threads are not split between competing calls. The queue bound is the
 backpressure: when it is full, ``submit`` refuses at once instead of growing a backlog.
 """
 
@@ -56,10 +58,12 @@ class MicroBatcher:
         max_batch: int = 8,
         max_wait_s: float = 0.005,
         max_queue: int = 32,
+        coming: Callable[[], int] = lambda: 1,
     ):
         if max_batch < 1 or max_queue < 1:
             raise ValueError("max_batch and max_queue must be at least 1")
         self.run_batch = run_batch
+        self.coming = coming
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
         self.jobs: queue.Queue = queue.Queue(maxsize=max_queue)
         self.stats = BatchStats()
@@ -89,14 +93,22 @@ class MicroBatcher:
         self.worker.join(timeout_s)
 
     def _gather(self, first) -> tuple[list, bool]:
+        """``first`` and what joins it: everything already queued, then, while requests
+        are on their way (``coming()``: accepted but still decoding), what arrives before
+        the deadline. A lone request does not wait for company that is not coming."""
         batch, stopping = [first], False
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch:
-            remaining = deadline - time.monotonic()
             try:
-                item = self.jobs.get(timeout=remaining) if remaining > 0 else self.jobs.get_nowait()
+                item = self.jobs.get_nowait()
             except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.coming() == 0:
+                    break
+                try:  # short sleeps: the count of those coming may drop to zero meanwhile
+                    item = self.jobs.get(timeout=min(remaining, 0.001))
+                except queue.Empty:
+                    continue
             if item is _STOP:
                 stopping = True
                 break

@@ -26,6 +26,7 @@ class Call:
 
 @dataclass
 class Answer:
+    call: Call
     kind: str
     status: int  # 0: no HTTP answer (connection closed or reset)
     latency_s: float
@@ -82,7 +83,7 @@ def run_load(url: str, calls: list[Call], clients: int, timeout_s: float = 120.0
                     status, retry_after, body = 0, None, b""
                     connection.close()
                 answers[index].append(
-                    Answer(call.kind, status, time.perf_counter() - start, retry_after, body)
+                    Answer(call, call.kind, status, time.perf_counter() - start, retry_after, body)
                 )
         finally:
             connection.close()
