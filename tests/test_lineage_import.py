@@ -439,10 +439,11 @@ VAL2017 = Path(__file__).resolve().parents[2] / "shared/data/coco-mini/images/va
 
 @pytest.mark.slow
 @pytest.mark.skipif(not VAL2017.is_dir(), reason="needs ../shared/data/coco-mini")
-def test_imported_official_file_predicts_hrnet_pipeline_keypoints(official, tmp_path, capsys):
+def test_official_file_gives_hrnet_pipeline_keypoints_in_predict_and_test(official, tmp_path, capsys):
     """``tests/test_hrnet_convention.py`` checks ``ldnet predict`` against HRNet's own test
     pipeline (its fixture) with an ldnet checkpoint of the seeded weights; here the same
-    weights arrive as the reference saves them, through ``ldnet weights import``."""
+    weights arrive as the reference saves them: through ``ldnet weights import`` into
+    ``ldnet predict``, and as they are into ``ldnet test``."""
     from test_hrnet_convention import CLEAR_MARGIN, match_people
 
     fixture = json.loads(PIPELINE.read_text())
@@ -480,3 +481,17 @@ def test_imported_official_file_predicts_hrnet_pipeline_keypoints(official, tmp_
     difference = np.abs(ours[..., :2] - reference).max(axis=-1)
     assert clear.sum() >= 80 and difference[clear].max() <= 0.05
     np.testing.assert_allclose(ours[..., 2], [p["scores"] for p in people], atol=1e-3)
+
+    # `ldnet test` takes the official file itself, imported as the config describes it.
+    config = Path(__file__).resolve().parents[1] / "configs" / "coco_hrnet_w32_256x192.yaml"
+    code, _, err = run_cli(
+        capsys, "test", config, "test.decoder=msra", "data.workers=0", "--weights", source,
+        "--detections", detections, "--ann", VAL2017.parents[1] / "annotations" /
+        "person_keypoints_val2017.json", "--images", VAL2017, "--run-dir", tmp_path / "test",
+        "--quiet", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = json.loads((tmp_path / "test" / "results.json").read_text())
+    assert len(rows) == len(people)
+    tested = np.stack([row for _, row in match_people(people, rows)])
+    assert np.abs(tested[..., :2] - reference).max(axis=-1)[clear].max() <= 0.05
