@@ -108,8 +108,9 @@ def read_file(path: str | Path) -> dict:
 
 def recognise(data: dict, source: str) -> WeightsFile:
     """Which layout ``data`` (a file's contents) is, with its weights in the layout's names."""
-    if isinstance(data.get("model"), dict) and isinstance(data.get("state_dict"), dict):
-        return WeightsFile("ldnet", False, data["state_dict"], data)
+    if isinstance(data.get("model"), dict):  # our record: read (and checked) by the caller
+        state = data.get("state_dict")
+        return WeightsFile("ldnet", False, state if isinstance(state, dict) else {}, data)
     state = data.get("state_dict", data)
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f"{source}: not a checkpoint (no state dict among {_keys(data)})")
