@@ -290,7 +290,7 @@ def test_short_or_missing_key_file_is_refused(weights, tmp_path, capsys):
 
 
 def test_sigterm_answers_the_request_in_flight_and_refuses_new_ones(weights, image_path):
-    boxes = json.dumps([[20.0 + i, 30.0, 200.0, 300.0] for i in range(120)])  # ~seconds
+    boxes = json.dumps([[20.0 + i, 30.0, 200.0, 300.0] for i in range(120)])  # ~3 s here
     server = ServerProcess(["--weights", weights]).start()
     answers = {}
 
@@ -299,7 +299,10 @@ def test_sigterm_answers_the_request_in_flight_and_refuses_new_ones(weights, ima
 
     client = threading.Thread(target=slow_request)
     client.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/v1/stats").json()["in_flight"] == 0:
+        assert time.monotonic() < deadline, "the request never reached the server"
+        time.sleep(0.02)
     assert client.is_alive(), "the request finished before SIGTERM; make it slower"
     server.terminate()
     time.sleep(0.3)
