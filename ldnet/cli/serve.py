@@ -41,7 +41,7 @@ def register(subparsers) -> None:
         "--max-wait-ms",
         type=float,
         default=5.0,
-        help="how long a request waits for others to share its batch (5)",
+        help="at most this long a batch waits for requests already on their way (5)",
     )
     parser.add_argument(
         "--max-queue",
