@@ -32,8 +32,15 @@ from ldnet.data.transforms import (
     transform_points,
 )
 from ldnet.engine.data import record_of
-from ldnet.inference import ModelRecord, TopDownPredictor, record_from_checkpoint
+from ldnet.inference import (
+    ModelRecord,
+    TopDownPredictor,
+    TorchBackend,
+    predict_dataset,
+    record_from_checkpoint,
+)
 from ldnet.models import build_model
+from ldnet.predict import PoseEstimator
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hrnet_pipeline_keypoints.json"
 VAL2017 = Path(__file__).resolve().parents[2] / "shared/data/coco-mini/images/val2017"
@@ -242,6 +249,33 @@ def test_dataset_crops_in_the_codec_convention(tmp_path):
     assert np.unravel_index(target[0].numpy().argmax(), (64, 48)) == (35, 21)
 
 
+def test_ldnet_test_path_equals_predict_path_in_hrnet(tmp_path):
+    """`ldnet test` (dataset crops -> predict_dataset) and `ldnet predict` (prepare_crops ->
+    PoseEstimator) give the same keypoints for an hrnet record, and both differ from the
+    ldnet convention's."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), image)
+    box = np.array([30.0, 20.0, 70.0, 90.0])
+    torch.manual_seed(0)
+    backend = TorchBackend(build_model("ldnet_static", 17).eval())
+    results = {}
+    for convention in ("hrnet", "ldnet"):
+        record = ModelRecord("ldnet_static", 17, "coco", (64, 64), "msra", convention=convention)
+        center, scale = box_to_center_scale(box, record.input_size)
+        person = PersonRecord(path, 7, 1, center, scale, box.astype(np.float32),
+                              np.zeros((17, 2), np.float32), np.ones(17, np.float32))  # fmt: skip
+        annotations = SimpleNamespace(records=[person], keypoint_set=KEYPOINT_SETS["coco"])
+        dataset = TopDownDataset(annotations, record.build_codec())
+        predictor = TopDownPredictor(backend, record)
+        tested = predict_dataset(predictor, dataset, progress=False)[0].keypoints
+        predicted = PoseEstimator(backend, record)(image, box[None]).keypoints[0]
+        np.testing.assert_allclose(tested, predicted, atol=1e-4)
+        results[convention] = predicted
+    assert np.abs(results["hrnet"][:, :2] - results["ldnet"][:, :2]).max() > 0.1
+
+
 # -- parity with HRNet's own test pipeline -----------------------------------------------------
 def write_checkpoint(path: Path, convention: str, seed: int) -> Path:
     model = build_model("hrnet_w32")
@@ -305,12 +339,15 @@ def test_predict_matches_hrnet_pipeline(tmp_path, capsys):
     assert difference[clear].max() <= 0.05
     np.testing.assert_allclose(ours[..., 2], [p["scores"] for p in people], atol=1e-3)
 
-    # The control: the same weights decoded in the ldnet convention miss HRNet's keypoints.
+    # The control: the same weights decoded in the ldnet convention miss HRNet's keypoints
+    # (one person is enough to show it).
+    first = people[0]
     wrong = write_checkpoint(tmp_path / "ldnet.pt", "ldnet", fixture["seed"])
-    code = main(["predict", str(images), "--weights", str(wrong), "--detections",
-                 str(detections), "--decoder", "msra", "--output", str(tmp_path / "wrong"),
-                 "--no-overlay", "--quiet", "--threads", "2"])  # fmt: skip
+    code = main(["predict", str(images / first["file_name"]), "--weights", str(wrong), "--box",
+                 ",".join(map(str, first["bbox"])), "--decoder", "msra", "--output",
+                 str(tmp_path / "wrong"), "--no-overlay", "--quiet", "--threads", "2"])  # fmt: skip
     assert code == 0
-    rows = json.loads((tmp_path / "wrong" / "results.json").read_text())
-    wrong_points = np.stack([row for _, row in match_people(people, rows)])
-    assert np.median(np.abs(wrong_points[..., :2] - reference).max(axis=-1)[clear]) > 0.5
+    (row,) = json.loads((tmp_path / "wrong" / "results.json").read_text())
+    wrong_points = np.array(row["keypoints"]).reshape(17, 3)[:, :2]
+    miss = np.abs(wrong_points - reference[0]).max(axis=-1)[clear[0]]
+    assert np.median(miss) > 0.5
