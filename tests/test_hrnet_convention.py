@@ -278,8 +278,10 @@ def test_ldnet_test_path_equals_predict_path_in_hrnet(tmp_path):
 
 # -- parity with HRNet's own test pipeline -----------------------------------------------------
 def write_checkpoint(path: Path, convention: str, seed: int) -> Path:
+    """hrnet_w32 with the fixture's seeded weights, its record saying DARK (so that only
+    `--decoder msra` makes it decode as HRNet's get_final_preds)."""
     model = build_model("hrnet_w32")
-    record = ModelRecord("hrnet_w32", 17, "coco", SIZE, "msra", convention=convention)
+    record = ModelRecord("hrnet_w32", 17, "coco", SIZE, "dark", convention=convention)
     payload = {
         "format": "ldnet-checkpoint-1",
         **record.to_checkpoint(),

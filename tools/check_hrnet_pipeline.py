@@ -162,8 +162,6 @@ def hrnet_pipeline(reference, model, image_rgb: np.ndarray, boxes) -> dict:
         "keypoints": preds[:, :, :2],
         "scores": maxvals[:, :, 0],
         "heatmaps": heatmaps,
-        "centers": np.stack(centers),
-        "scales": np.stack(scales),
     }
 
 
@@ -230,7 +228,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
 
-    sys.path.insert(0, str(REPO))
     from ldnet.files import atomic_path
     from ldnet.models import build_model
 
