@@ -16,9 +16,10 @@ def register_serve_bench(bench_subparsers) -> None:
         "serve",
         help="HTTP service throughput and latency, with and without micro-batching",
         description=(
-            "Start `ldnet serve` on a free local port for each --max-batch value, drive it "
-            "with closed-loop clients (each sends its next request when the last is "
-            "answered), and report images/s, p50 and p95 latency per client count."
+            "Start `ldnet serve` on a free local port for each --max-batch value, drive the "
+            "servers in interleaved rounds with closed-loop clients (each sends its next "
+            "request when the last is answered), and report images/s, p50 and p95 latency "
+            "per client count."
         ),
     )
     parser.add_argument(
@@ -37,7 +38,13 @@ def register_serve_bench(bench_subparsers) -> None:
         help="server --max-batch values to compare (default 8 1: batching on and off)",
     )
     parser.add_argument(
-        "--requests", type=positive_int, default=64, help="requests per client count (64)"
+        "--requests",
+        type=positive_int,
+        default=64,
+        help="requests per server and client count, over all rounds (64)",
+    )
+    parser.add_argument(
+        "--rounds", type=positive_int, default=4, help="interleaved rounds per client count (4)"
     )
     parser.add_argument("--image", type=Path, help="image to send (default: 640x480 noise)")
     parser.add_argument("--people", type=positive_int, default=1, help="boxes per image (1)")
@@ -64,6 +71,7 @@ def run_serve_bench(args) -> int:
             clients=args.clients,
             max_batches=args.max_batch,
             requests=args.requests,
+            rounds=args.rounds,
             image=args.image,
             people=args.people,
             flip=not args.no_flip,

@@ -1,5 +1,5 @@
-"""Throughput and latency of the real server: ``ldnet serve`` started as a child process,
-driven by C closed-loop clients, once with micro-batching and once without (max batch 1).
+"""Throughput and latency of the real server: ``ldnet serve`` started as child processes,
+one with micro-batching and one without (max batch 1), driven by C closed-loop clients.
 
 Each request is one image with its person boxes; images/s counts 200 answers over the wall
 time of the run, latency is per request as a client sees it (upload, queue, network, JSON).
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from .loadgen import Call, run_load
+from .loadgen import Call, LoadResult, run_load
 from .process import ServerProcess
 
 
@@ -89,6 +90,7 @@ def bench_serve(
     clients: list[int],
     max_batches: list[int],
     requests: int,
+    rounds: int = 4,
     image: Path | None = None,
     people: int = 1,
     flip: bool = True,
@@ -96,34 +98,51 @@ def bench_serve(
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[ServeBenchRow]:
+    """One server per ``max_batches`` value, all started at once (an idle one costs no
+    CPU); for each client count, ``rounds`` interleaved rounds of ``requests / rounds``
+    requests per server, so a change in the machine's other load falls on every server
+    alike. Throughput is the 200 answers over the summed wall time of a server's rounds;
+    latencies are pooled over its rounds."""
     data, boxes = bench_image(image, people)
     call = Call(data, query={"boxes": json.dumps(boxes), "flip": str(flip).lower()})
-    rows = []
-    for max_batch in max_batches:
-        arguments = ["--weights", weights, "--max-batch", str(max_batch), "--log-level", "warning"]
-        # Every client's request fits the queue: the figures are of service, not refusal.
-        arguments += ["--max-queue", str(max(clients) * 2)] + list(server_arguments or [])
-        with ServerProcess(arguments, threads=threads) as server:
-            run_load(server.url, [call] * max(clients) * 2, max(clients))  # warm-up
-            for count in clients:
+    per_round = max(1, requests // rounds)
+    servers = {}
+    with ExitStack() as stack:
+        for max_batch in max_batches:
+            arguments = ["--weights", weights, "--max-batch", str(max_batch)]
+            # Every client's request fits the queue: the figures are of service, not refusal.
+            arguments += ["--max-queue", str(max(clients) * 2), "--log-level", "warning"]
+            server = ServerProcess(arguments + list(server_arguments or []), threads=threads)
+            servers[max_batch] = stack.enter_context(server)
+        for server in servers.values():  # warm-up: threads, allocator, batch shapes
+            run_load(server.url, [call] * max(clients) * 2, max(clients))
+        rows = []
+        for count in clients:
+            pooled = {max_batch: [] for max_batch in servers}
+            for index in range(rounds):
                 if progress:
-                    progress(f"max batch {max_batch}, {count} client(s)")
-                before = server_stats(server.url)
-                result = run_load(server.url, [call] * requests, count)
-                after = server_stats(server.url)
-                ok = [a for a in result.answers if a.status == 200]
-                calls = after["batches"] - before["batches"]
-                rows.append(
-                    ServeBenchRow(
-                        max_batch=max_batch,
-                        clients=count,
-                        requests=requests,
-                        ok=len(ok),
-                        busy=sum(a.status == 503 for a in result.answers),
-                        images_per_s=result.throughput(),
-                        p50_ms=result.latency_ms(0.5),
-                        p95_ms=result.latency_ms(0.95),
-                        mean_batch=(after["requests"] - before["requests"]) / max(calls, 1),
-                    )
-                )
-    return rows
+                    progress(f"{count} client(s), round {index + 1}/{rounds}")
+                for max_batch, server in servers.items():
+                    before = server_stats(server.url)
+                    result = run_load(server.url, [call] * per_round, count)
+                    pooled[max_batch].append((result, before, server_stats(server.url)))
+            rows += [_row(max_batch, count, runs) for max_batch, runs in pooled.items()]
+    return sorted(rows, key=lambda row: (-row.max_batch, row.clients))
+
+
+def _row(max_batch: int, clients: int, runs: list) -> ServeBenchRow:
+    answers = [a for result, _, _ in runs for a in result.answers]
+    merged = LoadResult(answers, sum(result.wall_s for result, _, _ in runs))
+    served = sum(after["requests"] - before["requests"] for _, before, after in runs)
+    calls = sum(after["batches"] - before["batches"] for _, before, after in runs)
+    return ServeBenchRow(
+        max_batch=max_batch,
+        clients=clients,
+        requests=len(answers),
+        ok=sum(a.status == 200 for a in answers),
+        busy=sum(a.status == 503 for a in answers),
+        images_per_s=merged.throughput(),
+        p50_ms=merged.latency_ms(0.5),
+        p95_ms=merged.latency_ms(0.95),
+        mean_batch=served / max(calls, 1),
+    )
