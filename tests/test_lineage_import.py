@@ -281,7 +281,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(files, official, tmp_p
         (
             files / "official.pth",
             ("--model", "ldnet"),
-            "official.pth: an official HRNet state dict holds HRNet-W32 weights, which only "
+            "official.pth: an official HRNet state dict holds HRNet weights, which only "
             "model 'hrnet_w32' can take, not 'ldnet'",
         ),
         (
@@ -439,7 +439,7 @@ VAL2017 = Path(__file__).resolve().parents[2] / "shared/data/coco-mini/images/va
 
 @pytest.mark.slow
 @pytest.mark.skipif(not VAL2017.is_dir(), reason="needs ../shared/data/coco-mini")
-def test_official_file_gives_hrnet_pipeline_keypoints_in_predict_and_test(official, tmp_path, capsys):
+def test_official_file_gives_hrnet_pipeline_keypoints(official, tmp_path, capsys):
     """``tests/test_hrnet_convention.py`` checks ``ldnet predict`` against HRNet's own test
     pipeline (its fixture) with an ldnet checkpoint of the seeded weights; here the same
     weights arrive as the reference saves them: through ``ldnet weights import`` into

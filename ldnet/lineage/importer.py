@@ -67,7 +67,7 @@ def import_weights(
         )
     if model != HRNET_MODEL:
         raise CheckpointError(
-            f"{name}: {weights.description} holds HRNet-W32 weights, which only model "
+            f"{name}: {weights.description} holds HRNet weights, which only model "
             f"{HRNET_MODEL!r} can take, not {model!r}"
         )
     _check_width(weights, name)
@@ -102,7 +102,7 @@ def backbone_in_our_names(
     spec = getattr(model, "spec", None)
     if spec is None or spec.with_joints(17) != PRESETS[HRNET_MODEL]:
         raise CheckpointError(
-            f"{source}: {weights.description} holds HRNet-W32 weights, which initialise only "
+            f"{source}: {weights.description} holds HRNet weights, which initialise only "
             f"model {HRNET_MODEL!r}"
         )
     _check_width(weights, source)

@@ -21,6 +21,7 @@ Foreign layouts come out with the reference's names, so one name map serves them
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from ldnet.checkpoint import CheckpointError
 # Whatever numpy objects an mmengine ``meta`` holds: arrays (``_reconstruct`` + ``ndarray``),
 # their dtypes, and numpy scalars. Files written with numpy 1.x name the reconstructors under
 # ``numpy.core``, numpy 2 under ``numpy._core``; both names are allowed for the same function.
-_MULTIARRAY = np._core.multiarray
+_MULTIARRAY = (getattr(np, "_core", None) or np.core).multiarray  # numpy 2 | numpy 1
 _NUMPY_SAFE_GLOBALS = [
     np.ndarray,
     np.dtype,
@@ -87,7 +88,7 @@ def read_file(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        with torch.serialization.safe_globals(_NUMPY_SAFE_GLOBALS):
+        with _numpy_allowed():
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         unsafe = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(error))
@@ -104,6 +105,12 @@ def read_file(path: str | Path) -> dict:
             f"{path}: not a checkpoint (expected a dict, found a {type(data).__name__})"
         )
     return data
+
+
+def _numpy_allowed():
+    """The allow-list, where this PyTorch has one (2.5+); older ones read no numpy at all."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    return safe_globals(_NUMPY_SAFE_GLOBALS) if safe_globals else contextlib.nullcontext()
 
 
 def recognise(data: dict, source: str) -> WeightsFile:
