@@ -160,3 +160,17 @@ def test_mpii_test_set_writes_pred_mat_and_skips_metrics(tmp_path, capsys):
         box_px = person["scale"] * 200 * 1.25
         assert np.all(np.abs(joints - np.array(person["center"])) <= box_px)
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_init_weights_takes_a_catalogue_name_or_says_it_knows_none():
+    """`model.init_weights` goes through the same resolver as `--weights`: a known name is
+    fetched once (tests/test_lineage_download.py), an unknown one is one line."""
+    from types import SimpleNamespace
+
+    from ldnet.engine.train import build_network
+    from ldnet.errors import LDNetError
+
+    config = load_config(COCO_CONFIG, ["model.name=ldnet_s", "model.init_weights=no_such_weights"])
+    info = SimpleNamespace(device=torch.device("cpu"), is_main=True, distributed=False)
+    with pytest.raises(LDNetError, match="no such file or known weights name: no_such_weights"):
+        build_network(config, record_of(config), info, initialise=True)

@@ -129,9 +129,13 @@ def build_loader(config: ExperimentConfig, info) -> DataLoader:
 def build_network(config: ExperimentConfig, record: ModelRecord, info, initialise: bool):
     model = build_model(record.model, record.num_joints)
     if config.model.init_weights and initialise:
-        report = load_initial_weights(model, config.model.init_weights)
+        from ldnet.lineage.download import resolve_weights
+
+        # A path, or a catalogue name (`hrnet_w32_imagenet`) fetched and verified once.
+        path = resolve_weights(config.model.init_weights, kind="backbone")
+        report = load_initial_weights(model, path)
         if info.is_main:
-            print(describe_initial_weights(config.model.init_weights, report))
+            print(describe_initial_weights(path, report))
     model.to(info.device)
     if info.device.type == "cpu":
         model.to(memory_format=torch.channels_last)
