@@ -28,8 +28,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# On a CUDA machine: the `gpu` tests and ldnet vs hrnet_w32 figures (about 8 minutes on one
-# GPU); without CUDA: the CPU self-checks, one line, exit 0.
+# On a CUDA machine: the `gpu` tests and ldnet vs hrnet_w32 figures (about 3 minutes on one
+# H200); without CUDA: the CPU self-checks, one line, exit 0.
 gpu-check: $(STAMP)
 	$(BIN)/python -m ldnet.gpucheck --out $(OUT)
 
