@@ -4,23 +4,39 @@ The machines this runs on are shared and noisy, so the cases are timed in interl
 rounds (every case once per round, several rounds) and each case reports its median: a
 burst of load from elsewhere hits all cases of a round alike instead of one case only.
 
-Backends: ``pytorch`` (eager, as deployed: BN folded, channels-last, LDConv "aggregate")
-and ``onnxruntime`` (the ``ldnet export onnx`` graph: dynamic batch, LDConv "separate", run
-by ONNX Runtime's CPU provider with as many threads as PyTorch uses).
+Backends: ``pytorch`` (eager, as deployed: BN folded, channels-last, LDConv "aggregate"),
+``onnxruntime`` (as ``PoseEstimator`` runs a model in ONNX Runtime: fixed-batch graphs, LDConv
+"aggregate") and ``onnxruntime-dynamic`` (the ``ldnet export onnx`` file: dynamic batch,
+LDConv "separate"); ONNX Runtime's CPU provider gets as many threads as PyTorch uses.
+
+Each model's achieved GMAC/s (its MACs per image, as ``ldnet complexity`` counts them, times
+images/s) can be set beside the machine's peak, measured in the same rounds: a large dense
+3x3 convolution, the operation a CPU runs closest to its arithmetic limit.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 
-from .inference.backends import BACKENDS
+from .errors import LDNetError
+from .inference.backends import BACKENDS, BatchSpecializedOnnxBackend, OnnxRuntimeBackend
 from .models import build_model
 from .models.fuse import fuse_for_inference
+
+BENCH_BACKENDS = (*BACKENDS, "onnxruntime-dynamic")
+# The peak case: a dense 3x3 convolution large enough to run at the machine's arithmetic
+# limit (256 -> 256 channels on a 64x48 map, as in HRNet's widest branch: 1.8 GMAC a call).
+PEAK_MODEL, PEAK_CHANNELS, PEAK_MAP = "dense-conv3x3", 256, (64, 48)
+
+
+class BenchError(LDNetError):
+    """A benchmark that cannot run as asked."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,8 @@ class BenchResult:
     repeats: int
     iterations_per_repeat: int
     backend: str = "pytorch"
+    # Multiply-accumulates per second achieved (None where not measured).
+    gmac_per_s: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,13 +72,57 @@ def _time_calls(run: Callable[[], object], iterations: int) -> float:
     return (time.perf_counter() - start) / iterations
 
 
-def prepare_onnx_session(name: str, num_joints: int, input_size: tuple[int, int], folder):
-    """An ONNX Runtime session of the preset, exported as ``ldnet export onnx`` does."""
+def prepare_onnx_backend(
+    name: str, num_joints: int, input_size: tuple[int, int], folder, dynamic: bool = False
+):
+    """The preset in ONNX Runtime: as ``PoseEstimator`` runs it (fixed-batch graphs) or, with
+    ``dynamic``, as the ``ldnet export onnx`` file (one dynamic-batch graph)."""
+    model = build_model(name, num_joints).eval()
+    if not dynamic:
+        return BatchSpecializedOnnxBackend(model, input_size)
     from .export import export_onnx
-    from .inference.backends import onnx_session
 
-    path = export_onnx(build_model(name, num_joints).eval(), f"{folder}/{name}.onnx", input_size)
-    return onnx_session(path)
+    return OnnxRuntimeBackend(export_onnx(model, f"{folder}/{name}.onnx", input_size))
+
+
+def macs_per_image(name: str, num_joints: int, input_size: tuple[int, int]) -> int:
+    from .complexity import measure
+
+    return measure(build_model(name, num_joints), input_size).macs
+
+
+def peak_case(backend: str, folder) -> tuple[Callable[[], object], int]:
+    """A dense 3x3 convolution on ``backend`` and its MACs per call."""
+    height, width = PEAK_MAP
+    conv = torch.nn.Conv2d(PEAK_CHANNELS, PEAK_CHANNELS, 3, padding=1).eval()
+    macs = PEAK_CHANNELS * PEAK_CHANNELS * 9 * height * width
+    images = torch.randn(1, PEAK_CHANNELS, height, width)
+    try:
+        if backend == "pytorch":
+            conv = conv.to(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=torch.channels_last)
+
+            def run():
+                with torch.inference_mode():
+                    return conv(images)
+
+            run()
+            return run, macs
+        from .inference.backends import onnx_session
+
+        path = f"{folder}/{PEAK_MODEL}.onnx"
+        with warnings.catch_warnings():  # the TorchScript exporter, as ldnet.export uses
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(conv, (images,), path, input_names=["x"], dynamo=False)
+        session = onnx_session(path)
+        feed = {"x": images.numpy()}
+        session.run(None, feed)
+        return (lambda: session.run(None, feed)), macs
+    except (ImportError, RuntimeError) as error:  # no runtime, no kernel for this CPU
+        first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+        raise BenchError(
+            f"--peak: a dense 3x3 convolution cannot run on {backend}: {first_line}"
+        ) from None
 
 
 def benchmark_forward(
@@ -74,24 +136,37 @@ def benchmark_forward(
     channels_last: bool = True,
     on_round: Callable[[int], None] | None = None,
     backends: Sequence[str] = ("pytorch",),
+    peak: bool = False,
 ) -> list[BenchResult]:
-    """Images/s of each (backend, model, batch) case, median over ``repeats`` interleaved
-    rounds."""
+    """Images/s (and GMAC/s) of each (backend, model, batch) case, median over ``repeats``
+    interleaved rounds; with ``peak``, a dense 3x3 convolution per backend too (model
+    ``PEAK_MODEL``, batch 1, images/s = calls/s)."""
     import tempfile
 
-    unknown = [b for b in backends if b not in BACKENDS]
+    unknown = [b for b in backends if b not in BENCH_BACKENDS]
     if unknown:
-        raise ValueError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}")
+        raise BenchError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BENCH_BACKENDS)}")
     batches = list(batches)
+    bad = [b for b in batches if b < 1]
+    if bad:
+        raise BenchError(f"batch size must be at least 1, got {bad[0]}")
+    macs = {name: macs_per_image(name, num_joints, input_size) for name in models}
     torch.manual_seed(0)
     cases = []
     with tempfile.TemporaryDirectory(prefix="ldnet-bench-") as folder:
+        # The peak first: a machine where it cannot run stops before minutes of exports.
+        for backend in dict.fromkeys(b.removesuffix("-dynamic") for b in backends if peak):
+            run, macs[PEAK_MODEL] = peak_case(backend, folder)
+            iterations = max(1, round(min_repeat_s / max(_time_calls(run, 1), 1e-6)))
+            cases.append((backend, PEAK_MODEL, 1, run, iterations))
         for backend in backends:
             for name in models:
                 if backend == "pytorch":
                     model = prepare_pytorch_model(name, num_joints, fuse, channels_last)
                 else:
-                    session = prepare_onnx_session(name, num_joints, input_size, folder)
+                    runner = prepare_onnx_backend(
+                        name, num_joints, input_size, folder, backend == "onnxruntime-dynamic"
+                    )
                 for batch in batches:
                     images = torch.randn(batch, 3, *input_size)
                     if backend == "pytorch":
@@ -103,10 +178,10 @@ def benchmark_forward(
                                 return model(images)
 
                     else:
-                        feed = {session.get_inputs()[0].name: images.numpy()}
+                        crops = images.numpy()
 
-                        def run(session=session, feed=feed):
-                            return session.run(None, feed)
+                        def run(runner=runner, crops=crops):
+                            return runner(crops)
 
                     # Warm-up (oneDNN and ONNX Runtime pick and cache kernels on the first
                     # calls), then choose how many calls make one timed repeat last at least
@@ -126,8 +201,18 @@ def benchmark_forward(
     results = []
     for backend, name, batch, _, iterations in cases:
         median_s = statistics.median(seconds[(backend, name, batch)])
+        rate = batch / median_s
         results.append(
-            BenchResult(name, batch, batch / median_s, median_s * 1e3, repeats, iterations, backend)
+            BenchResult(
+                name,
+                batch,
+                rate,
+                median_s * 1e3,
+                repeats,
+                iterations,
+                backend,
+                gmac_per_s=macs[name] * rate / 1e9,
+            )  # fmt: skip
         )
     return results
 
@@ -192,7 +277,7 @@ def speedups(results: Sequence[BenchResult], reference: str) -> dict[tuple[str, 
         ((r.backend, r.model, r.batch) if several else (r.model, r.batch)): r.images_per_s
         / base[(r.backend, r.batch)]
         for r in results
-        if (r.backend, r.batch) in base
+        if (r.backend, r.batch) in base and r.model != PEAK_MODEL
     }
 
 

@@ -24,14 +24,17 @@ INPUT_NAME, OUTPUT_NAME = "images", "heatmaps"
 METADATA_PREFIX = "ldnet."
 
 
-def exportable_model(model: nn.Module) -> nn.Module:
+def exportable_model(model: nn.Module, fixed_batch: bool = False) -> nn.Module:
     """An eval-mode copy with BatchNorm folded and every LDConv in its exportable form.
 
     ONNX's Conv has a fixed group count, so the per-sample "aggregate" execution of LDConv
-    (batch folded into the groups) cannot have a dynamic batch; the export uses the
-    equivalent "separate" execution (K static depthwise convolutions, mixed per sample).
+    (batch folded into the groups) cannot have a dynamic batch: a dynamic-batch graph uses
+    the equivalent "separate" execution (K static depthwise convolutions, mixed per sample),
+    a fixed-batch graph the cheaper "aggregate" one (one depthwise convolution per sample;
+    ONNX Runtime, 2 threads: about 1.1-1.3x the images/s of the whole network).
     """
-    return set_ldconv_execution(fuse_for_inference(copy.deepcopy(model)), "separate")
+    execution = "aggregate" if fixed_batch else "separate"
+    return set_ldconv_execution(fuse_for_inference(copy.deepcopy(model)), execution)
 
 
 def export_onnx(
@@ -40,16 +43,21 @@ def export_onnx(
     input_size: tuple[int, int] = (256, 192),
     opset: int = 17,
     metadata: dict[str, str] | None = None,
+    batch: int | None = None,
 ) -> Path:
-    """Write ``model`` as ONNX with a dynamic batch dimension: ``images`` (B, 3, H, W),
-    ImageNet-normalised RGB crops -> ``heatmaps`` (B, J, H/4, W/4).
+    """Write ``model`` as ONNX: ``images`` (B, 3, H, W), ImageNet-normalised RGB crops ->
+    ``heatmaps`` (B, J, H/4, W/4), with a dynamic batch dimension, or B fixed to ``batch``
+    (a faster graph that only runs that batch size; see ``exportable_model``).
 
     ``metadata`` is stored as ``metadata_props`` (keys prefixed ``ldnet.``). The file is
     written next to ``path`` and renamed into place, so a failed export leaves nothing behind.
     """
     path = Path(path)
-    exportable = exportable_model(model)
-    images = torch.zeros(2, 3, *input_size)
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch}")
+    exportable = exportable_model(model, fixed_batch=batch is not None)
+    images = torch.zeros(batch or 2, 3, *input_size)
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if batch is None else None
     with atomic_path(path) as partial:
         with warnings.catch_warnings():
             # The TorchScript-based exporter is deprecated in favour of torch.export, but it
@@ -64,7 +72,7 @@ def export_onnx(
                 str(partial),
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                dynamic_axes=dynamic_axes,
                 opset_version=opset,
                 dynamo=False,
             )

@@ -7,6 +7,7 @@ import json
 
 import torch
 
+from ldnet.benchmark import BENCH_BACKENDS, PEAK_MODEL
 from ldnet.inference.backends import BACKENDS
 
 from .common import CLIError, positive_int
@@ -22,7 +23,9 @@ def register(subparsers) -> None:
             "interleaved rounds, median per case, ratio to the reference model (same backend) "
             "and to PyTorch (same model). Models are timed as deployed: eval mode, BatchNorm "
             "folded into convolutions; PyTorch eager in channels-last memory, ONNX Runtime on "
-            "the `ldnet export onnx` graph (dynamic batch) with the same thread count."
+            "fixed-batch graphs as `PoseEstimator` runs them (`onnxruntime-dynamic`: the "
+            "`ldnet export onnx` file), same thread count. GMAC/s per case; --peak adds the "
+            "machine's dense 3x3 convolution in the same rounds."
         ),
     )
     parser.add_argument(
@@ -54,11 +57,17 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--backend",
         nargs="+",
-        choices=BACKENDS,
+        choices=BENCH_BACKENDS,
         default=list(BACKENDS),
-        help="inference backends (default: both)",
+        help="inference backends (default: pytorch onnxruntime)",
     )
     parser.add_argument("--reference", default="hrnet_w32", help="ratio denominator")
+    parser.add_argument(
+        "--peak",
+        action="store_true",
+        help="also time a dense 3x3 convolution (256 channels, 64x48) per backend: the "
+        "machine's achievable GMAC/s, beside each model's",
+    )
     parser.add_argument(
         "--train",
         action="store_true",
@@ -116,6 +125,7 @@ def run(args) -> int:
                 channels_last=not args.nchw,
                 on_round=lambda _: bar.update(1),
                 backends=args.backend,
+                peak=args.peak,
             )
     ratios = speedups(results, args.reference) if args.reference in args.models else {}
     several = len({r.backend for r in results}) > 1
@@ -145,16 +155,19 @@ def run(args) -> int:
         f"input {height}x{width}, {torch.get_num_threads()} threads, {mode}, "
         f"median of {args.repeats} rounds"
     )
-    header = f"{'backend':<12} {'model':<18} {'batch':>5} {'images/s':>9} {'ms/batch':>9}"
+    header = (
+        f"{'backend':<19} {'model':<18} {'batch':>5} {'images/s':>9} {'ms/batch':>9} {'GMAC/s':>7}"
+    )
     if ratios:
         header += f" {'vs ' + args.reference:>14}"
     if vs_pytorch:
         header += f" {'vs pytorch':>11}"
     print(header)
     for result in results:
+        rate = "" if result.model == PEAK_MODEL else f"{result.images_per_s:.1f}"
         line = (
-            f"{result.backend:<12} {result.model:<18} {result.batch:>5} "
-            f"{result.images_per_s:>9.1f} {result.ms_per_batch:>9.1f}"
+            f"{result.backend:<19} {result.model:<18} {result.batch:>5} "
+            f"{rate:>9} {result.ms_per_batch:>9.1f} {result.gmac_per_s or 0:>7.1f}"
         )
         key = (result.backend if several else "", result.model, result.batch)
         if ratios:

@@ -6,6 +6,7 @@ Both take float32 crops (N, 3, H, W), ImageNet-normalised RGB, and return float3
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 
@@ -43,11 +44,14 @@ def onnx_session(path: str | Path, threads: int | None = None):
     # Same thread count as PyTorch unless told otherwise, so the two compare like for like.
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Worker threads that spin after a run keep a core busy that PyTorch, the video decoder
+    # or the next request wants; they still spin inside a run, between its operators.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class OnnxRuntimeBackend:
-    """An exported file (``ldnet export onnx``) run by ONNX Runtime on the CPU."""
+    """An exported file (``ldnet export onnx``, dynamic batch) run by ONNX Runtime on the CPU."""
 
     name = "onnxruntime"
 
@@ -58,17 +62,65 @@ class OnnxRuntimeBackend:
     @classmethod
     def from_model(
         cls, model: torch.nn.Module, input_size: tuple[int, int], threads: int | None = None
-    ) -> OnnxRuntimeBackend:
-        """Export ``model`` to a temporary file and load it (the session keeps the graph)."""
-        from ldnet.export import export_onnx
-
-        with tempfile.TemporaryDirectory(prefix="ldnet-onnx-") as folder:
-            path = export_onnx(model, Path(folder) / "model.onnx", input_size)
-            return cls(path, threads)
+    ) -> BatchSpecializedOnnxBackend:
+        """``model`` in ONNX Runtime, in its fastest form: fixed-batch graphs made on demand."""
+        return BatchSpecializedOnnxBackend(model, input_size, threads)
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         images = np.ascontiguousarray(crops, dtype=np.float32)
         return self.session.run(None, {self.input_name: images})[0]
+
+
+class BatchSpecializedOnnxBackend:
+    """A network in ONNX Runtime as fixed-batch graphs, one per power-of-two batch size.
+
+    A fixed batch lets LDConv mix each sample's kernel inside the graph and run one
+    depthwise convolution (the "aggregate" execution), which a dynamic-batch graph cannot
+    express. A batch of N crops runs as chunks of the powers of two in N's binary form (up
+    to ``largest``; 5 = 4 + 1): at most log2(largest) + 1 graphs are ever exported, each
+    the first time it is needed, and no crop is padded.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        input_size: tuple[int, int],
+        threads: int | None = None,
+        largest: int = 16,
+    ):
+        # A copy: each export folds BatchNorm afresh, and later changes to ``model`` (further
+        # training) must not leak into graphs exported after them.
+        self.model = copy.deepcopy(model).eval()
+        self.input_size = tuple(input_size)
+        self.threads = threads
+        self.largest = largest
+        self.sessions: dict[int, OnnxRuntimeBackend] = {}
+
+    def chunk_sizes(self, count: int) -> list[int]:
+        """Batch sizes that add up to ``count``, largest first."""
+        sizes = [self.largest] * (count // self.largest)
+        rest = count % self.largest
+        sizes += [1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1]
+        return sizes
+
+    def session_for(self, batch: int) -> OnnxRuntimeBackend:
+        if batch not in self.sessions:
+            from ldnet.export import export_onnx
+
+            with tempfile.TemporaryDirectory(prefix="ldnet-onnx-") as folder:
+                path = Path(folder) / f"model-batch{batch}.onnx"
+                export_onnx(self.model, path, self.input_size, batch=batch)
+                self.sessions[batch] = OnnxRuntimeBackend(path, self.threads)
+        return self.sessions[batch]
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        outputs, start = [], 0
+        for size in self.chunk_sizes(len(crops)):
+            outputs.append(self.session_for(size)(crops[start : start + size]))
+            start += size
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
 
 def make_backend(model: torch.nn.Module, backend: str, input_size, *, device="cpu", threads=None):
