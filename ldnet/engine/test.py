@@ -17,11 +17,13 @@ from ldnet.datasets import dataset_kind
 from ldnet.evaluation import EvaluationInputError, metrics_to_json
 from ldnet.inference import (
     ModelRecord,
+    OnnxRuntimeBackend,
     TopDownPredictor,
     TorchBackend,
     load_model,
     people_results,
     predict_dataset,
+    record_from_onnx,
 )
 
 from .data import ground_truth_file, record_of, test_dataset
@@ -78,14 +80,22 @@ def test(
     Writes the submission file (``results.json`` or ``pred.mat``) and, when the split has
     ground truth, ``metrics.json``; returns the metrics ({} without ground truth)."""
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    # An official HRNet / MMPose file is imported as it loads, as the config describes it.
-    model, record = load_model(
-        weights,
-        config.data.dataset,
-        model=config.model.name,
-        input_size=tuple(config.data.input_size),
-        decoder=config.test.decoder,
-    )
+    if Path(weights).suffix.lower() == ".onnx":  # `ldnet export onnx` (float or --int8)
+        record = record_from_onnx(weights, config.data.dataset)
+        backend = OnnxRuntimeBackend(weights)
+        predictor = TopDownPredictor(
+            backend, record, flip=config.test.flip, batch_size=config.test.batch_size
+        )
+    else:
+        # An official HRNet / MMPose file is imported as it loads, as the config describes it.
+        model, record = load_model(
+            weights,
+            config.data.dataset,
+            model=config.model.name,
+            input_size=tuple(config.data.input_size),
+            decoder=config.test.decoder,
+        )
+        predictor = predictor_for(config, model, record, target)
     _note_record_differences(config, record, weights)
     dataset = test_dataset(config, record, split, detections, files)
     if detections and len(dataset) == 0:
@@ -99,7 +109,6 @@ def test(
         truth = ground_truth_file(config, dataset)
         if not truth.is_file():  # before the predictions, not after
             raise EvaluationInputError(f"{truth}: {kind.name} ground truth file not found")
-    predictor = predictor_for(config, model, record, target)
     metrics, output = score_dataset(config, predictor, dataset, progress)
     run_dir.mkdir(parents=True, exist_ok=True)
     kind.write_predictions(run_dir / kind.prediction_file, output)
