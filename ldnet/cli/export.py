@@ -22,8 +22,8 @@ def register(subparsers) -> None:
             "FILE.onnx` does them. The weights' record (model, joint set, input size, codec "
             "name, sigma, heatmap size, coordinate convention) is stored in the file's "
             "metadata (ldnet.*). With --int8 the file is ONNX Runtime's static int8 form "
-            "(QOperator: int8 weights per channel, uint8 activations), calibrated on the person "
-            "crops of the images in --calibration DIR."
+            "(QDQ: int8 weights per channel, uint8 activations), calibrated on the person crops "
+            "of the images in --calibration DIR."
         ),
     )
     formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)

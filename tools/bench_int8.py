@@ -1,0 +1,60 @@
+"""int8 against float ONNX Runtime speed of exported files, interleaved in one process.
+
+    python tools/bench_int8.py FLOAT.onnx INT8.onnx [--batch 1 8] [--threads 2] [--rounds 15]
+
+Each round times one call of every file at every batch size, in turn, so the load the rest of
+the machine puts on it falls on both alike; the medians over the rounds are compared. The
+sessions are ONNX Runtime's as ``ldnet predict`` opens them (``onnx_session``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from ldnet.export import read_metadata
+from ldnet.inference.backends import onnx_session
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", help="exported .onnx files; the first is the reference")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds (median)")
+    args = parser.parse_args()
+
+    height, width = (int(v) for v in read_metadata(args.files[0])["input_size"].split("x"))
+    sessions = {path: onnx_session(path, args.threads) for path in args.files}
+    inputs = {
+        batch: np.random.default_rng(0).standard_normal((batch, 3, height, width), np.float32)
+        for batch in args.batch
+    }
+    for session in sessions.values():  # first calls set kernels up; not timed
+        for images in inputs.values():
+            session.run(None, {"images": images})
+    seconds = {(path, batch): [] for path in sessions for batch in args.batch}
+    for _ in range(args.rounds):
+        for batch, images in inputs.items():
+            for path, session in sessions.items():
+                start = time.perf_counter()
+                session.run(None, {"images": images})
+                seconds[path, batch].append(time.perf_counter() - start)
+    reference = args.files[0]
+    print(f"input {height}x{width}, {args.threads} threads, median of {args.rounds} rounds")
+    for batch in args.batch:
+        base = statistics.median(seconds[reference, batch])
+        for path in args.files:
+            median = statistics.median(seconds[path, batch])
+            precision = read_metadata(path).get("precision", "float32")
+            print(
+                f"batch {batch}: {path} ({precision}): {batch / median:.1f} images/s, "
+                f"{base / median:.2f}x the first"
+            )
+
+
+if __name__ == "__main__":
+    main()
