@@ -23,7 +23,8 @@ def register(subparsers) -> None:
         "--weights",
         required=True,
         type=Path,
-        help="checkpoint (.pt), or an official HRNet / MMPose .pth (imported as the config says)",
+        help="checkpoint (.pt), an official HRNet / MMPose .pth (imported as the config says), "
+        "or an `ldnet export onnx` file (.onnx, float or --int8; run by ONNX Runtime)",
     )
     parser.add_argument("--split", help="split to test (default: data.val_split)")
     parser.add_argument("--detections", help="COCO detection-results file (person boxes)")
