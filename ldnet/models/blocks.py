@@ -65,7 +65,9 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return F.relu_(self.conv2(self.conv1(x)) + identity)
+        # In place: the block's output is fresh, and a new tensor of this size costs page
+        # faults on the CPU (BatchNorm's backward needs its input, not its output).
+        return F.relu_(self.conv2(self.conv1(x)).add_(identity))
 
 
 class Bottleneck(nn.Module):
@@ -87,7 +89,7 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return F.relu_(self.conv3(self.conv2(self.conv1(x))) + identity)
+        return F.relu_(self.conv3(self.conv2(self.conv1(x))).add_(identity))
 
 
 class LDBlock(nn.Module):
@@ -116,7 +118,9 @@ class LDBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return F.relu_(self.conv2(self.conv1(x)) + identity)
+        # In place: the block's output is fresh, and a new tensor of this size costs page
+        # faults on the CPU (BatchNorm's backward needs its input, not its output).
+        return F.relu_(self.conv2(self.conv1(x)).add_(identity))
 
 
 BLOCK_TYPES = ("basic", "ld")

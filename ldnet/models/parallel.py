@@ -118,9 +118,11 @@ class HighResolutionModule(nn.Module):
         outputs = []
         for paths in self.fuse:
             total = paths[0](xs[0])
-            for path, x in zip(paths[1:], xs[1:], strict=True):
-                total = total + path(x)
-            outputs.append(F.relu(total))
+            for index, (path, x) in enumerate(zip(paths[1:], xs[1:], strict=True)):
+                # The first sum is a new tensor (paths[0] may hand back a branch's output
+                # itself); later terms go into it in place: no new full-size tensor each.
+                total = total + path(x) if index == 0 else total.add_(path(x))
+            outputs.append(F.relu(total) if len(paths) == 1 else F.relu_(total))
         return outputs
 
 
