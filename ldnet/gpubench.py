@@ -22,7 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .benchmark import BenchResult, _time_calls, prepare_pytorch_model, speedups
+from .benchmark import (
+    BenchResult,
+    _time_calls,
+    macs_per_image,
+    prepare_pytorch_model,
+    speedups,
+)
 from .engine.loss import supervised_loss
 from .models import build_model
 
@@ -36,6 +42,7 @@ ROW_KEYS = (
     "repeats",
     "iterations_per_repeat",
     "backend",
+    "gmac_per_s",
     "peak_memory_mib",
     f"speedup_vs_{REFERENCE}",
     "status",
@@ -309,16 +316,21 @@ def measure(
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
     results = []
+    macs = {name: macs_per_image(name, plan.num_joints, plan.input_size) for name in plan.models}
     for case in cases:
         median_s = statistics.median(seconds[case.key])
+        rate = case.batch / median_s
         result = BenchResult(
             case.model,
             case.batch,
-            case.batch / median_s,
+            rate,
             median_s * 1e3,
             plan.repeats,
             case.iterations,
             case.backend,
+            # Forward multiply-adds per second; a training step's backward is not counted in
+            # `ldnet complexity`'s MACs, so training rows leave it empty.
+            gmac_per_s=None if "train" in case.backend else macs[case.model] * rate / 1e9,
         )
         results.append((result, case.peak_memory_mib))
     for backend in {result.backend for result, _ in results}:
