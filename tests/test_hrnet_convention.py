@@ -305,7 +305,6 @@ def match_people(fixture_people, rows) -> list[tuple[dict, np.ndarray]]:
     return pairs
 
 
-@pytest.mark.skipif(not VAL2017.is_dir(), reason="needs ../shared/data/coco-mini")
 def test_predict_matches_hrnet_pipeline(tmp_path, capsys):
     fixture = json.loads(FIXTURE.read_text())
     people = fixture["people"]

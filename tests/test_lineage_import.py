@@ -438,7 +438,6 @@ VAL2017 = Path(__file__).resolve().parents[2] / "shared/data/coco-mini/images/va
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not VAL2017.is_dir(), reason="needs ../shared/data/coco-mini")
 def test_official_file_gives_hrnet_pipeline_keypoints(official, tmp_path, capsys):
     """``tests/test_hrnet_convention.py`` checks ``ldnet predict`` against HRNet's own test
     pipeline (its fixture) with an ldnet checkpoint of the seeded weights; here the same
