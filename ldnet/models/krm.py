@@ -50,10 +50,11 @@ class KeypointRefinementModule(nn.Module):
         num_blocks: int = 2,
         dynamic: bool = True,
         num_kernels: int = 4,
+        fuse_kernel: int = 1,
     ):
         super().__init__()
         self.semantic = nn.ModuleList(conv_bn(w, width, 1, relu=False) for w in in_widths[1:])
-        self.fuse = conv_bn(in_widths[0] + width, width, 1)
+        self.fuse = conv_bn(in_widths[0] + width, width, fuse_kernel)
         self.intermediate = init_heatmap_layer(nn.Conv2d(width, num_joints, 1))
         self.heatmap_embed = conv_bn(num_joints, width, 1, relu=False)
         self.refine = nn.Sequential(

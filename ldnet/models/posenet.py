@@ -29,6 +29,7 @@ class HeadSpec:
     kind: str = "krm"
     width: int = 64
     num_blocks: int = 2
+    fuse_kernel: int = 1
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,12 @@ class PoseNet(nn.Module):
             self.head = SimpleHead(widths, spec.num_joints)
         elif spec.head.kind == "krm":
             self.head = KeypointRefinementModule(
-                widths, spec.num_joints, spec.head.width, spec.head.num_blocks, **options
+                widths,
+                spec.num_joints,
+                spec.head.width,
+                spec.head.num_blocks,
+                fuse_kernel=spec.head.fuse_kernel,
+                **options,
             )
         else:
             raise ValueError(f"unknown head kind {spec.head.kind!r}; choose from simple, krm")

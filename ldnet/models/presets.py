@@ -9,14 +9,24 @@ from .posenet import HeadSpec, NetworkSpec, PoseNet, StemSpec
 
 
 def _hrnet_stages(
-    widths: tuple[int, ...], blocks: tuple[str, ...], first_branch_blocks: int = 4
+    widths: tuple[int, ...],
+    blocks: tuple[str, ...],
+    first_branch_blocks: tuple[int, int, int] = (4, 4, 4),
+    other_branch_blocks: int = 4,
 ) -> tuple[StageSpec, ...]:
-    """HRNet's stages 2-4: 1/4/3 modules over 2/3/4 branches, 4 blocks per branch."""
-    n0 = first_branch_blocks
-    return (
-        StageSpec(1, (n0, 4), widths[:2], blocks[:2]),
-        StageSpec(4, (n0, 4, 4), widths[:3], blocks[:3]),
-        StageSpec(3, (n0, 4, 4, 4), widths[:4], blocks[:4]),
+    """HRNet's stages 2-4: 1/4/3 modules over 2/3/4 branches.
+
+    HRNet has 4 blocks in every branch; ``first_branch_blocks`` (per stage) and
+    ``other_branch_blocks`` let a preset spend its blocks elsewhere.
+    """
+    return tuple(
+        StageSpec(
+            modules,
+            (first_branch_blocks[index],) + (other_branch_blocks,) * (index + 1),
+            widths[: index + 2],
+            blocks[: index + 2],
+        )
+        for index, modules in enumerate((1, 4, 3))
     )
 
 
@@ -30,28 +40,40 @@ HRNET_W32 = NetworkSpec(
 )
 
 # Calibrated to the paper's -82.1 % parameters / -47.9 % MACs against HRNet-W32 (see the
-# README's complexity table). Computation stays at 1/4 resolution, in the form CPUs run
-# fastest: dense 3x3 convolutions 48 channels wide (oneDNN's AVX-512 kernels run 48 as fast
-# as 40). Parameters are cut in the low-resolution branches: LD blocks, light fusion and a
-# 216-wide 1/32 branch instead of 256.
+# README's complexity table), and shaped by where a CPU spends its time (README "Speed"):
+# * Computation stays at 1/4 resolution, in the form CPUs run fastest: dense 3x3
+#   convolutions 64 channels wide (oneDNN and ONNX Runtime reach 80-90 % of their dense peak
+#   at 64, about 70 % at 48), 2 BasicBlocks per module in stages 2-3 and 1 in stage 4, and
+#   a 3x3 fusion convolution in the KRM.
+# * Parameters are spent in the low-resolution branches, as one wide LD block per branch
+#   and module (112/224/368 channels) rather than HRNet's four narrow ones: an LDConv costs
+#   a dozen small operators (kernel attention, the per-sample depthwise convolution) whatever
+#   its width, so fewer, wider LD blocks buy the same parameters for a quarter of the
+#   operators. Same for the stem and the KRM (one LD block each).
 LDNET = NetworkSpec(
-    stem=StemSpec(kind="light", width=32, out_channels=64, num_blocks=2),
-    stages=_hrnet_stages((48, 64, 128, 216), ("basic", "ld", "ld", "ld"), first_branch_blocks=3),
-    head=HeadSpec(kind="krm", width=64, num_blocks=2),
+    stem=StemSpec(kind="light", width=32, out_channels=64, num_blocks=1),
+    stages=_hrnet_stages(
+        (64, 112, 224, 368),
+        ("basic", "ld", "ld", "ld"),
+        first_branch_blocks=(2, 2, 1),
+        other_branch_blocks=1,
+    ),
+    head=HeadSpec(kind="krm", width=64, num_blocks=1, fuse_kernel=3),
     fusion="light",
     dynamic=True,
     description="LDNet: light stem, LD blocks in the parallel branches, keypoint refinement",
 )
 
 # The same design scaled down for CPU-minute budgets (the demo, quick experiments): one module
-# per stage, two blocks per branch, two thirds of the widths, a one-block stem and KRM. Not a
-# model of the paper; its job is to learn something useful in minutes on two CPU cores.
+# per stage, two BasicBlocks in the 1/4 branch and one LD block in each other branch, about
+# two thirds of the widths, a one-block stem and KRM. Not a model of the paper; its job is to
+# learn something useful in minutes on two CPU cores.
 LDNET_S = NetworkSpec(
     stem=StemSpec(kind="light", width=16, out_channels=32, num_blocks=1),
     stages=(
-        StageSpec(1, (2, 2), (32, 48), ("basic", "ld")),
-        StageSpec(1, (2, 2, 2), (32, 48, 96), ("basic", "ld", "ld")),
-        StageSpec(1, (2, 2, 2, 2), (32, 48, 96, 160), ("basic", "ld", "ld", "ld")),
+        StageSpec(1, (2, 1), (32, 64), ("basic", "ld")),
+        StageSpec(1, (2, 1, 1), (32, 64, 128), ("basic", "ld", "ld")),
+        StageSpec(1, (2, 1, 1, 1), (32, 64, 128, 224), ("basic", "ld", "ld", "ld")),
     ),
     head=HeadSpec(kind="krm", width=32, num_blocks=1),
     fusion="light",
