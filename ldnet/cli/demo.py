@@ -19,7 +19,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--output", type=Path, default=Path("runs"), help="parent of the run folder"
     )
-    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument(
+        "--epochs", type=positive_int, help="training epochs (default: the demo's recipe, 7)"
+    )
     parser.add_argument("--train-images", type=positive_int, default=1200)
     parser.add_argument("--val-images", type=positive_int, default=200)
     parser.add_argument(
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ldnet.demo import run_demo
+    from ldnet.demo import DEMO_EPOCHS, run_demo
     from ldnet.engine.runs import new_run_dir
     from ldnet.models import PRESETS
 
@@ -42,7 +44,7 @@ def run(args) -> int:
     run_dir = new_run_dir(args.output, "demo")
     run_demo(
         run_dir,
-        epochs=args.epochs,
+        epochs=args.epochs or DEMO_EPOCHS,
         num_train=args.train_images,
         num_val=args.val_images,
         model=args.model,
