@@ -106,9 +106,15 @@ class DynamicDepthwiseConv(nn.Module):
 
     def _forward_aggregate(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
-        kernels = self.aggregated_kernels(attention).reshape(
+        kernels = (attention @ self.weight.flatten(1)).view(
             batch * channels, 1, self.kernel_size, self.kernel_size
         )
+        if batch == 1:
+            # Nothing to fold: a plain depthwise convolution (and, in a fixed-batch ONNX
+            # graph, no Reshape nodes around it).
+            return F.conv2d(
+                x, kernels, self.bias, stride=self.stride, padding=self.padding, groups=channels
+            )
         # Batch folded into the groups: group b*C + c only ever sees sample b, channel c,
         # so no information crosses samples.
         channels_last = x.is_contiguous(memory_format=torch.channels_last)
@@ -119,7 +125,7 @@ class DynamicDepthwiseConv(nn.Module):
             folded = folded.permute(0, 3, 1, 2)
         else:
             folded = x.reshape(1, batch * channels, height, width)
-        bias = self.bias if self.bias is None or batch == 1 else self.bias.repeat(batch)
+        bias = None if self.bias is None else self.bias.repeat(batch)
         out = F.conv2d(
             folded,
             kernels,

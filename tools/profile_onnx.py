@@ -1,0 +1,89 @@
+"""Where ONNX Runtime spends a preset's time: operator time by kind, from its own profiler.
+
+    python tools/profile_onnx.py --models ldnet hrnet_w32 [--batch 1 8] [--input 256x192]
+        [--threads 2] [--runs 10]
+
+Each model runs as `PoseEstimator` runs it (a fixed-batch graph per batch size, BatchNorm
+folded, LDConv's per-sample kernels mixed in the graph). Convolutions are split by kind
+(dense k x k, depthwise, 1x1) because that split is what tells a light network's time from a
+heavy one's; the profiler's own overhead per operator inflates networks with many small
+operators, so compare the shares, not the milliseconds, with `ldnet bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def conv_kind(weight_shape: list[int]) -> str:
+    out_channels, in_per_group, height, width = weight_shape
+    if height == width == 1:
+        return "Conv 1x1"
+    if in_per_group == 1:
+        return f"Conv depthwise {height}x{width}"
+    return f"Conv dense {height}x{width}"
+
+
+def operator_times(profile_path: str) -> dict[str, list[float]]:
+    """Microseconds per operator kind (convolutions by kind) over every profiled run."""
+    times: dict[str, list[float]] = defaultdict(list)
+    for event in json.loads(Path(profile_path).read_text()):
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        kind = event["args"]["op_name"]
+        if kind == "Conv":
+            shapes = [next(iter(shape.values())) for shape in event["args"]["input_type_shape"]]
+            kind = conv_kind(shapes[1])
+        times[kind].append(event["dur"])
+    return times
+
+
+def profile(model_name: str, batch: int, input_size, threads: int, runs: int, folder) -> None:
+    import onnxruntime
+
+    from ldnet.export import INPUT_NAME, export_onnx
+    from ldnet.models import build_model
+
+    path = Path(folder) / f"{model_name}-batch{batch}.onnx"
+    export_onnx(build_model(model_name).eval(), path, input_size, batch=batch)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(folder) / f"profile-{model_name}-{batch}")
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {INPUT_NAME: np.random.default_rng(0).random((batch, 3, *input_size), np.float32)}
+    for _ in range(runs):
+        session.run(None, feed)
+    times = operator_times(session.end_profiling())
+    total = sum(sum(values) for values in times.values())
+    print(f"{model_name}, batch {batch}: {total / runs / 1000:.1f} ms of operator time per run")
+    for kind, values in sorted(times.items(), key=lambda item: -sum(item[1])):
+        share = sum(values) / total
+        if share >= 0.005:
+            print(f"  {kind:24s} {100 * share:5.1f} %  {len(values) // runs:4d} per run")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["ldnet", "hrnet_w32"])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--input", default="256x192", help="HxW")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    input_size = tuple(int(value) for value in args.input.split("x"))
+    with tempfile.TemporaryDirectory(prefix="ldnet-profile-") as folder:
+        for model_name in args.models:
+            for batch in args.batch:
+                profile(model_name, batch, input_size, args.threads, args.runs, folder)
+
+
+if __name__ == "__main__":
+    main()
