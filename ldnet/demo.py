@@ -19,9 +19,9 @@ from ldnet.engine.runs import write_json_atomic
 DEMO_DETECTIONS = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
 
 
-# Seven epochs of 1200 images: what fits the 10-minute aim on a 2-core machine that trains
+# Nine epochs of 1200 images: what fits the 10-minute aim on a 2-core machine that trains
 # `ldnet_s` at about 40 samples/s (README "Demo").
-DEMO_EPOCHS = 7
+DEMO_EPOCHS = 9
 
 
 def demo_config(data_root: Path, epochs: int, model: str) -> dict:
