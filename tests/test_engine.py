@@ -278,6 +278,30 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
 
 
+def test_resume_from_a_checkpoint_whose_layers_changed_is_one_line(tmp_path):
+    # A run folder whose last.pt was written by an earlier version of the same preset (the
+    # layer configuration is an interpretation and has changed): one line, exit 2, and the
+    # old checkpoint left as it was.
+    config = tiny_config(tmp_path, epochs=1, max_iters_per_epoch=1, batch_size=2)
+    run_dir = tmp_path / "run"
+    first = run_ldnet("train", str(config), "--run-dir", str(run_dir), "--quiet")
+    assert first.returncode == 0, first.stderr[-2000:]
+    state = load_checkpoint(run_dir / "last.pt")
+    name = next(key for key in state["state_dict"] if key.endswith("pointwise.weight"))
+    state["state_dict"][name] = torch.zeros(1, 1, 1, 1)
+    torch.save(state, run_dir / "last.pt")
+    before = (run_dir / "last.pt").read_bytes()
+    result = run_ldnet(
+        "train", str(config), "train.epochs=2", "--run-dir", str(run_dir), "--quiet"
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()
+    assert len(message) == 1 and "last.pt: weights do not fit model" in message[0]
+    assert name in message[0]
+    assert (run_dir / "last.pt").read_bytes() == before
+
+
 @pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     # Epoch 1 trains normally; from epoch 2 the step schedule multiplies the lr by 1e30,

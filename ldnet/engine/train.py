@@ -23,6 +23,7 @@ from ldnet.checkpoint import (
     describe_initial_weights,
     load_checkpoint,
     load_initial_weights,
+    load_weights_strict,
 )
 from ldnet.config import ExperimentConfig, config_to_dict, save_config
 from ldnet.data.dataset import before_forking_workers, worker_init_fn
@@ -155,7 +156,9 @@ def resume_from(path, record: ModelRecord, model, optimizer, scaler, info) -> Pr
     record_from_checkpoint(state, str(path)).check(
         str(path), model=record.model, num_joints=record.num_joints
     )
-    unwrap(model).load_state_dict(state["state_dict"])
+    # One line, not PyTorch's list of every mismatched tensor, when the preset's layers have
+    # changed since the checkpoint was written (README "The model").
+    load_weights_strict(unwrap(model), state, str(path), record.model)
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     if info.is_main:
