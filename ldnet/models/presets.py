@@ -42,9 +42,10 @@ HRNET_W32 = NetworkSpec(
 # Calibrated to the paper's -82.1 % parameters / -47.9 % MACs against HRNet-W32 (see the
 # README's complexity table), and shaped by where a CPU spends its time (README "Speed"):
 # * Computation stays at 1/4 resolution, in the form CPUs run fastest: dense 3x3
-#   convolutions 64 channels wide (oneDNN and ONNX Runtime reach 80-90 % of their dense peak
-#   at 64, about 70 % at 48), 2 BasicBlocks per module in stages 2-3 and 1 in stage 4, and
-#   a 3x3 fusion convolution in the KRM.
+#   convolutions 64 channels wide (at batch 1 on the 64x48 map, ONNX Runtime runs a 64-wide
+#   3x3 convolution at about its dense peak and a 48-wide one at about 80 % of it; oneDNN
+#   93 % and 86 %), 2 BasicBlocks per module in stages 2-3 and 1 in stage 4, and a 3x3
+#   fusion convolution in the KRM.
 # * Parameters are spent in the low-resolution branches, as one wide LD block per branch
 #   and module (112/224/368 channels) rather than HRNet's four narrow ones: an LDConv costs
 #   a dozen small operators (kernel attention, the per-sample depthwise convolution) whatever
