@@ -291,9 +291,7 @@ def test_resume_from_a_checkpoint_whose_layers_changed_is_one_line(tmp_path):
     state["state_dict"][name] = torch.zeros(1, 1, 1, 1)
     torch.save(state, run_dir / "last.pt")
     before = (run_dir / "last.pt").read_bytes()
-    result = run_ldnet(
-        "train", str(config), "train.epochs=2", "--run-dir", str(run_dir), "--quiet"
-    )
+    result = run_ldnet("train", str(config), "train.epochs=2", "--run-dir", str(run_dir), "--quiet")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     message = result.stderr.strip().splitlines()

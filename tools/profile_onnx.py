@@ -45,19 +45,13 @@ def operator_times(profile_path: str) -> dict[str, list[float]]:
 
 
 def profile(model_name: str, batch: int, input_size, threads: int, runs: int, folder) -> None:
-    import onnxruntime
-
     from ldnet.export import INPUT_NAME, export_onnx
+    from ldnet.inference.backends import onnx_session
     from ldnet.models import build_model
 
     path = Path(folder) / f"{model_name}-batch{batch}.onnx"
     export_onnx(build_model(model_name).eval(), path, input_size, batch=batch)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.enable_profiling = True
-    options.profile_file_prefix = str(Path(folder) / f"profile-{model_name}-{batch}")
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(path, threads, str(Path(folder) / f"profile-{model_name}-{batch}"))
     feed = {INPUT_NAME: np.random.default_rng(0).random((batch, 3, *input_size), np.float32)}
     for _ in range(runs):
         session.run(None, feed)

@@ -37,10 +37,15 @@ class TorchBackend:
         return self.model(images).float().cpu().numpy()
 
 
-def onnx_session(path: str | Path, threads: int | None = None):
+def onnx_session(path: str | Path, threads: int | None = None, profile_prefix: str | None = None):
+    """An ONNX Runtime CPU session as every `ldnet` command opens one; with ``profile_prefix``
+    ONNX Runtime's own profiler records every operator (``tools/profile_onnx.py``)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     # Same thread count as PyTorch unless told otherwise, so the two compare like for like.
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL

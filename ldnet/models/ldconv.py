@@ -106,7 +106,7 @@ class DynamicDepthwiseConv(nn.Module):
 
     def _forward_aggregate(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
-        kernels = (attention @ self.weight.flatten(1)).view(
+        kernels = self.aggregated_kernels(attention).view(
             batch * channels, 1, self.kernel_size, self.kernel_size
         )
         if batch == 1:
