@@ -4,7 +4,8 @@
         [--threads 2] [--runs 10]
 
 Each model runs as `PoseEstimator` runs it (a fixed-batch graph per batch size, BatchNorm
-folded, LDConv's per-sample kernels mixed in the graph). Convolutions are split by kind
+folded, LDConv's per-sample kernels mixed in the graph and, where the CPU has ONNX Runtime's
+blocked kernels, convolved in them). Convolutions are split by kind
 (dense k x k, depthwise, 1x1) because that split is what tells a light network's time from a
 heavy one's; the profiler's own overhead per operator inflates networks with many small
 operators, so compare the shares, not the milliseconds, with `ldnet bench`.
@@ -45,13 +46,15 @@ def operator_times(profile_path: str) -> dict[str, list[float]]:
 
 
 def profile(model_name: str, batch: int, input_size, threads: int, runs: int, folder) -> None:
-    from ldnet.export import INPUT_NAME, export_onnx
-    from ldnet.inference.backends import onnx_session
+    from ldnet.export import INPUT_NAME
+    from ldnet.inference.backends import export_fixed_batch, onnx_session
     from ldnet.models import build_model
 
-    path = Path(folder) / f"{model_name}-batch{batch}.onnx"
-    export_onnx(build_model(model_name).eval(), path, input_size, batch=batch)
-    session = onnx_session(path, threads, str(Path(folder) / f"profile-{model_name}-{batch}"))
+    model_folder = Path(folder) / model_name
+    model_folder.mkdir(exist_ok=True)
+    path, optimised = export_fixed_batch(build_model(model_name), batch, input_size, model_folder)
+    prefix = str(Path(folder) / f"profile-{model_name}-{batch}")
+    session = onnx_session(path, threads, prefix, optimised)
     feed = {INPUT_NAME: np.random.default_rng(0).random((batch, 3, *input_size), np.float32)}
     for _ in range(runs):
         session.run(None, feed)

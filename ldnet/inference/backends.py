@@ -37,9 +37,15 @@ class TorchBackend:
         return self.model(images).float().cpu().numpy()
 
 
-def onnx_session(path: str | Path, threads: int | None = None, profile_prefix: str | None = None):
+def onnx_session(
+    path: str | Path,
+    threads: int | None = None,
+    profile_prefix: str | None = None,
+    optimised: bool = False,
+):
     """An ONNX Runtime CPU session as every `ldnet` command opens one; with ``profile_prefix``
-    ONNX Runtime's own profiler records every operator (``tools/profile_onnx.py``)."""
+    ONNX Runtime's own profiler records every operator (``tools/profile_onnx.py``). An
+    ``optimised`` file (``blocked_graph``) is run as it is, without optimising it again."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -48,7 +54,11 @@ def onnx_session(path: str | Path, threads: int | None = None, profile_prefix: s
         options.profile_file_prefix = profile_prefix
     # Same thread count as PyTorch unless told otherwise, so the two compare like for like.
     options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (
+        onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if optimised
+        else onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
     # Worker threads that spin after a run keep a core busy that PyTorch, the video decoder
     # or the next request wants; they still spin inside a run, between its operators.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -60,8 +70,8 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int | None = None):
-        self.session = onnx_session(path, threads)
+    def __init__(self, path: str | Path, threads: int | None = None, optimised: bool = False):
+        self.session = onnx_session(path, threads, optimised=optimised)
         self.input_name = self.session.get_inputs()[0].name
 
     @classmethod
@@ -81,9 +91,10 @@ class BatchSpecializedOnnxBackend:
 
     A fixed batch lets LDConv mix each sample's kernel inside the graph and run one
     depthwise convolution (the "aggregate" execution), which a dynamic-batch graph cannot
-    express. A batch of N crops runs as chunks of the powers of two in N's binary form (up
-    to ``largest``; 5 = 4 + 1): at most log2(largest) + 1 graphs are ever exported, each
-    the first time it is needed, and no crop is padded.
+    express; where the CPU has them, those convolutions then run in ONNX Runtime's blocked
+    kernels (``blocked_depthwise``). A batch of N crops runs as chunks of the powers of two
+    in N's binary form (up to ``largest``; 5 = 4 + 1): at most log2(largest) + 1 graphs are
+    ever exported, each the first time it is needed, and no crop is padded.
     """
 
     name = "onnxruntime"
@@ -112,12 +123,9 @@ class BatchSpecializedOnnxBackend:
 
     def session_for(self, batch: int) -> OnnxRuntimeBackend:
         if batch not in self.sessions:
-            from ldnet.export import export_onnx
-
             with tempfile.TemporaryDirectory(prefix="ldnet-onnx-") as folder:
-                path = Path(folder) / f"model-batch{batch}.onnx"
-                export_onnx(self.model, path, self.input_size, batch=batch)
-                self.sessions[batch] = OnnxRuntimeBackend(path, self.threads)
+                path, optimised = export_fixed_batch(self.model, batch, self.input_size, folder)
+                self.sessions[batch] = OnnxRuntimeBackend(path, self.threads, optimised)
         return self.sessions[batch]
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
@@ -126,6 +134,20 @@ class BatchSpecializedOnnxBackend:
             outputs.append(self.session_for(size)(crops[start : start + size]))
             start += size
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+
+def export_fixed_batch(
+    model: torch.nn.Module, batch: int, input_size, folder: str | Path
+) -> tuple[Path, bool]:
+    """``model`` as the fastest ONNX graph for ``batch`` crops on this machine, written into
+    ``folder``: the path, and whether ONNX Runtime has optimised it already."""
+    from ldnet.export import export_onnx
+
+    from .blocked_depthwise import blocked_graph
+
+    path = export_onnx(model, Path(folder) / f"model-batch{batch}.onnx", input_size, batch=batch)
+    blocked = blocked_graph(path, folder)
+    return (path, False) if blocked is None else (blocked, True)
 
 
 def make_backend(model: torch.nn.Module, backend: str, input_size, *, device="cpu", threads=None):

@@ -46,7 +46,9 @@ class KernelAttention(nn.Module):
         self.temperature = temperature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = x.mean(dim=(2, 3))
+        # Exported as GlobalAveragePool, which ONNX Runtime runs on its blocked layout; a
+        # mean over (2, 3) exports as ReduceMean, which needs the tensor reordered out of it.
+        pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
         # This path runs once per LDConv on tiny tensors, so its cost is per operator, not
         # per element: ReLU in place, and no division by a temperature of 1 (as deployed).
         logits = self.fc2(F.relu_(self.fc1(pooled)))

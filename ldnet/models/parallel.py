@@ -64,6 +64,10 @@ class Upsample(nn.Module):
         return F.interpolate(self.project(x), scale_factor=self.factor, mode="nearest")
 
 
+def _upsample2(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
 def _fuse_path(i: int, j: int, widths: Sequence[int], fusion: str) -> nn.Module:
     """The path that brings branch j to branch i's resolution and width."""
     if j > i:
@@ -116,13 +120,25 @@ class HighResolutionModule(nn.Module):
         if self.fuse is None:
             return xs
         outputs = []
-        for paths in self.fuse:
-            total = paths[0](xs[0])
-            for index, (path, x) in enumerate(zip(paths[1:], xs[1:], strict=True)):
-                # The first sum is a new tensor (paths[0] may hand back a branch's output
-                # itself); later terms go into it in place: no new full-size tensor each.
-                total = total + path(x) if index == 0 else total.add_(path(x))
-            outputs.append(F.relu(total) if len(paths) == 1 else F.relu_(total))
+        for i, paths in enumerate(self.fuse):
+            # The branches below i in resolution, projected and upsampled, summed from the
+            # lowest resolution up in x2 steps: nearest upsampling is linear and U4 = U2 U2,
+            # so this is HRNet's sum of U_{2^(j-i)}(P_j x_j), with one upsampling and one
+            # addition at branch i's resolution instead of one of each per branch.
+            upsampled = None
+            for j in range(len(xs) - 1, i, -1):
+                projected = paths[j].project(xs[j])
+                upsampled = projected if upsampled is None else projected + _upsample2(upsampled)
+            terms = [xs[i]] + ([] if upsampled is None else [_upsample2(upsampled)])
+            # The downsampled branches come last: each ends in a convolution that ONNX
+            # Runtime fuses with the addition (and the final ReLU) into one operator.
+            terms += [paths[j](xs[j]) for j in range(i)]
+            # The first sum is a new tensor (xs[i] is a branch's output itself); later terms
+            # go into it in place: no new full-size tensor each.
+            total = terms[0] + terms[1]
+            for term in terms[2:]:
+                total.add_(term)
+            outputs.append(F.relu_(total))
         return outputs
 
 
