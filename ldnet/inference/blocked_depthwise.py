@@ -13,10 +13,11 @@ convolution on 112 x 32 x 24 takes 313 us, the same one in the blocked kernel 45
 MLAS's blocked convolution reads its kernel when it runs, so it needs no constant: the
 rewrite below lets ONNX Runtime optimise the graph (all its usual fusions, NCHWc everywhere it
 can), then replaces every reorder -> depthwise convolution -> reorder chain by the blocked
-convolution on the blocked tensor, with the computed kernel put into the blocked weight layout
-in the graph (a reshape and a transpose of C x k x k numbers). In the blocked layout the batch
-folds into the channels for free when C is a whole number of blocks: the memory of (B, C/b,
-H, W, b) is that of (1, B*C/b, H, W, b).
+convolution on the blocked tensor. The kernel has to be in the blocked weight layout too:
+LDConv's bank of K kernels is reordered once, so that each sample's mix comes out blocked
+(any other computed kernel is reordered in the graph, C x k x k numbers). In the blocked
+layout the batch folds into the channels for free when C is a whole number of blocks: the
+memory of (B, C/b, H, W, b) is that of (1, B*C/b, H, W, b).
 
 The result is specific to the machine that optimised it (block size, ONNX Runtime's internal
 operators), so it is only ever made at run time, in a temporary folder, for the session that
