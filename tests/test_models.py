@@ -136,3 +136,25 @@ def test_fusing_keeps_the_models_dtype():
     with torch.no_grad():
         images = torch.randn(1, 3, 64, 64, dtype=torch.float64)
         assert torch.allclose(fused(images), model(images), atol=1e-9)
+
+
+@pytest.mark.parametrize("fusion", ["hrnet", "light"])
+def test_fusion_is_hrnets_sum_of_resampled_branches(fusion):
+    """The module sums the upsampled branches from the lowest resolution up; that must be
+    HRNet's relu(sum_j path_j(x_j)), each path upsampling by 2^(j-i) on its own."""
+    from ldnet.models.parallel import HighResolutionModule
+
+    torch.manual_seed(0)
+    widths = (16, 32, 64, 128)
+    module = HighResolutionModule(widths, (1,) * 4, ("basic", "ld", "ld", "ld"), fusion).eval()
+    for parameter in module.parameters():  # away from init so every path contributes
+        torch.nn.init.normal_(parameter, 0, 0.2)
+    xs = [torch.randn(2, w, 32 >> i, 24 >> i) for i, w in enumerate(widths)]
+    with torch.no_grad():
+        outputs = module(xs)
+        branches = [branch(x) for branch, x in zip(module.branches, xs, strict=True)]
+        for i, paths in enumerate(module.fuse):
+            expected = torch.relu(sum(path(x) for path, x in zip(paths, branches, strict=True)))
+            scale = expected.abs().max()
+            assert scale > 1
+            assert torch.allclose(outputs[i], expected, atol=1e-5 * scale, rtol=0), i

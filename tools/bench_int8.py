@@ -1,10 +1,13 @@
 """int8 against float ONNX Runtime speed of exported files, interleaved in one process.
 
-    python tools/bench_int8.py FLOAT.onnx INT8.onnx [--batch 1 8] [--threads 2] [--rounds 15]
+    python tools/bench_int8.py FLOAT.onnx INT8.onnx [CHECKPOINT.pt] [--batch 1 8]
+        [--threads 2] [--rounds 15]
 
 Each round times one call of every file at every batch size, in turn, so the load the rest of
-the machine puts on it falls on both alike; the medians over the rounds are compared. The
-sessions are ONNX Runtime's as ``ldnet predict`` opens them (``onnx_session``).
+the machine puts on it falls on all alike; the medians over the rounds are compared. Every
+file runs as ``ldnet predict --backend onnxruntime`` runs it: an ``.onnx`` file as it is (one
+dynamic-batch graph), a ``.pt`` checkpoint as fixed-batch graphs made from it (with LDConv's
+per-sample depthwise convolutions in ONNX Runtime's blocked kernels).
 """
 
 from __future__ import annotations
@@ -16,32 +19,38 @@ import time
 import numpy as np
 
 from ldnet.export import read_metadata
-from ldnet.inference.backends import onnx_session
+from ldnet.predict.estimator import PoseEstimator
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", help="exported .onnx files; the first is the reference")
+    parser.add_argument(
+        "files", nargs="+", help=".onnx files or .pt checkpoints; the first is the reference"
+    )
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--rounds", type=int, default=15, help="timed rounds (median)")
     args = parser.parse_args()
 
-    height, width = (int(v) for v in read_metadata(args.files[0])["input_size"].split("x"))
-    sessions = {path: onnx_session(path, args.threads) for path in args.files}
+    estimators = {
+        path: PoseEstimator.from_weights(path, backend="onnxruntime", threads=args.threads)
+        for path in args.files
+    }
+    height, width = estimators[args.files[0]].record.input_size
+    networks = {path: estimator.backend for path, estimator in estimators.items()}
     inputs = {
         batch: np.random.default_rng(0).standard_normal((batch, 3, height, width), np.float32)
         for batch in args.batch
     }
-    for session in sessions.values():  # first calls set kernels up; not timed
+    for network in networks.values():  # first calls make graphs, set kernels up; not timed
         for images in inputs.values():
-            session.run(None, {"images": images})
-    seconds = {(path, batch): [] for path in sessions for batch in args.batch}
+            network(images)
+    seconds = {(path, batch): [] for path in networks for batch in args.batch}
     for _ in range(args.rounds):
         for batch, images in inputs.items():
-            for path, session in sessions.items():
+            for path, network in networks.items():
                 start = time.perf_counter()
-                session.run(None, {"images": images})
+                network(images)
                 seconds[path, batch].append(time.perf_counter() - start)
     reference = args.files[0]
     print(f"input {height}x{width}, {args.threads} threads, median of {args.rounds} rounds")
@@ -49,7 +58,11 @@ def main() -> None:
         base = statistics.median(seconds[reference, batch])
         for path in args.files:
             median = statistics.median(seconds[path, batch])
-            precision = read_metadata(path).get("precision", "float32")
+            precision = (
+                read_metadata(path).get("precision", "float32")
+                if path.endswith(".onnx")
+                else "float32, fixed-batch graphs"
+            )
             print(
                 f"batch {batch}: {path} ({precision}): {batch / median:.1f} images/s, "
                 f"{base / median:.2f}x the first"

@@ -53,7 +53,11 @@ def _downsample_conv(in_channels: int, out_channels: int, fusion: str, relu: boo
 
 
 class Upsample(nn.Module):
-    """1x1 projection then nearest upsampling by ``factor`` (HRNet's j > i fusion path)."""
+    """1x1 projection then nearest upsampling by ``factor`` (HRNet's j > i fusion path).
+
+    ``HighResolutionModule`` calls only ``project`` and shares the upsampling between the
+    branches it sums; ``forward`` is the path on its own (the definition it is tested against).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, factor: int):
         super().__init__()
