@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from ldconv_nets import spread
 from torch import nn
 
 from ldnet.benchmark import PEAK_CHANNELS, PEAK_MAP, PEAK_MODEL, BenchError, benchmark_forward
@@ -15,7 +16,7 @@ from ldnet.complexity import measure
 from ldnet.export import export_onnx
 from ldnet.inference.backends import BatchSpecializedOnnxBackend
 from ldnet.models import build_model
-from ldnet.models.ldconv import DynamicDepthwiseConv, LDConv
+from ldnet.models.ldconv import LDConv
 
 
 def test_gmac_per_s_is_macs_times_rate_and_the_peak_is_timed():
@@ -54,17 +55,7 @@ def test_bench_bad_input_is_one_line_exit_2(capsys, monkeypatch):
 
 def _small_ldconv_net() -> nn.Module:
     torch.manual_seed(0)
-    net = nn.Sequential(LDConv(3, 8), LDConv(8, 4, stride=2, relu=False)).eval()
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, DynamicDepthwiseConv):
-                # Spread the attention so a mix-up of samples or kernels would show.
-                module.attention.fc1.weight.normal_(0, 1)
-                module.attention.fc2.weight.normal_(0, 1)
-            elif isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-    return net
+    return spread(nn.Sequential(LDConv(3, 8), LDConv(8, 4, stride=2, relu=False)))
 
 
 def test_batch_specialised_onnx_matches_pytorch_at_batch_1_and_5(tmp_path):

@@ -5,12 +5,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from ldconv_nets import spread
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from ldnet.inference import blocked_depthwise
 from ldnet.inference.backends import BatchSpecializedOnnxBackend, export_fixed_batch, onnx_session
-from ldnet.models.ldconv import DynamicDepthwiseConv, LDConv
+from ldnet.models.ldconv import LDConv
 
 BLOCK = blocked_depthwise.nchwc_block_size()
 needs_nchwc = pytest.mark.skipif(BLOCK is None, reason="ONNX Runtime has no NCHWc on this CPU")
@@ -30,23 +31,15 @@ def _ldconv_net() -> nn.Module:
     """LDConvs on 16 and 32 channels (whole blocks), one strided, and one on 20 (not whole
     blocks of 8 or 16: stays as it is)."""
     torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1),
-        LDConv(16, 32),
-        LDConv(32, 32, stride=2),
-        LDConv(32, 20),
-        LDConv(20, 16, relu=False),
-    ).eval()
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, DynamicDepthwiseConv):
-                # Spread the attention so a mix-up of samples, kernels or channels would show.
-                module.attention.fc1.weight.normal_(0, 1)
-                module.attention.fc2.weight.normal_(0, 1)
-            elif isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-    return net
+    return spread(
+        nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            LDConv(16, 32),
+            LDConv(32, 32, stride=2),
+            LDConv(32, 20),
+            LDConv(20, 16, relu=False),
+        )
+    )
 
 
 def test_block_size_is_read_off_onnx_runtime():
