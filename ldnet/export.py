@@ -32,7 +32,7 @@ def exportable_model(model: nn.Module, fixed_batch: bool = False) -> nn.Module:
     the equivalent "separate" execution (K static depthwise convolutions, mixed per sample),
     a fixed-batch graph the cheaper "aggregate" one (one depthwise convolution per sample,
     which ``ldnet.inference.blocked_depthwise`` then moves into ONNX Runtime's blocked
-    kernels: 1.4-1.5x the images/s of the dynamic-batch graph for ``ldnet``, 2 threads).
+    kernels: about 1.4x the images/s of the dynamic-batch graph for ``ldnet``, 2 threads).
     """
     execution = "aggregate" if fixed_batch else "separate"
     return set_ldconv_execution(fuse_for_inference(copy.deepcopy(model)), execution)
