@@ -7,7 +7,7 @@ burst of load from elsewhere hits all cases of a round alike instead of one case
 Backends: ``pytorch`` (eager, as deployed: BN folded, channels-last, LDConv "aggregate"),
 ``onnxruntime`` (as ``PoseEstimator`` runs a model in ONNX Runtime: fixed-batch graphs, LDConv
 "aggregate") and ``onnxruntime-dynamic`` (the ``ldnet export onnx`` file: dynamic batch,
-LDConv "separate"); ONNX Runtime's CPU provider gets as many threads as PyTorch uses.
+LDConv "mixture"); ONNX Runtime's CPU provider gets as many threads as PyTorch uses.
 
 Each model's achieved GMAC/s (its MACs per image, as ``ldnet complexity`` counts them, times
 images/s) can be set beside the machine's peak, measured in the same rounds: a large dense
@@ -27,7 +27,7 @@ import torch
 from .errors import LDNetError
 from .inference.backends import BACKENDS, BatchSpecializedOnnxBackend, OnnxRuntimeBackend
 from .models import build_model
-from .models.fuse import fuse_for_inference
+from .models.fuse import fuse_for_inference, to_channels_last
 
 BENCH_BACKENDS = (*BACKENDS, "onnxruntime-dynamic")
 # The peak case: a dense 3x3 convolution large enough to run at the machine's arithmetic
@@ -61,7 +61,7 @@ def prepare_pytorch_model(name: str, num_joints: int, fuse: bool, channels_last:
     if fuse:
         model = fuse_for_inference(model)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = to_channels_last(model)
     return model
 
 
@@ -237,7 +237,7 @@ def benchmark_training(
     weight = torch.ones(batch, num_joints)
     steps = {}
     for name in models:
-        model = build_model(name, num_joints).train().to(memory_format=torch.channels_last)
+        model = to_channels_last(build_model(name, num_joints).train())
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
         def step(model=model, optimizer=optimizer):

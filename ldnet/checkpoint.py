@@ -82,7 +82,8 @@ def load_initial_weights(model: nn.Module, path: str | Path) -> dict[str, list[s
     ``path`` is an ldnet checkpoint (or a bare state dict of ours), or, for ``hrnet_w32``, a
     file of the HRNet lineage: the ImageNet classification backbone
     (``hrnet_w32-36af842e.pth``, as HRNet's recipe starts from), an official HRNet or an
-    MMPose pose checkpoint, translated to our names first.
+    MMPose pose checkpoint, translated to our names first; for the LDNet presets, a file
+    of the official LDNet code (``final_state.pth``, ``checkpoint.pth``), likewise.
 
     Returns the report: ``matched``, ``missing`` (in the model, not in the file),
     ``unexpected`` (in the file, not in the model), ``mismatched`` (shape differs) and

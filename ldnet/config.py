@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from ldnet.data.codecs import CONVENTIONS
 from ldnet.data.transforms import AugmentConfig
 from ldnet.datasets import DATASETS
 from ldnet.errors import LDNetError
@@ -41,6 +42,12 @@ class DataConfig:
     val_split: str | None = None
     input_size: list[int] | None = None  # [height, width]
     sigma: float = 2.0
+    # How crops, heatmaps and the flip test line up (ldnet.data.codecs.CONVENTIONS): "ldnet",
+    # ours (half-pixel centred, flip-exact), or "hrnet", the HRNet reference code's (crop centre
+    # at (W/2, H/2), heatmap pixel u at input 4u, flipped heatmap shifted one pixel), which the
+    # official LDNet code inherits. Training targets and every test-time path follow it; the
+    # checkpoint records it.
+    convention: str = "ldnet"
     workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -60,11 +67,11 @@ class TrainConfig:
     val_every: int = 10  # epochs
     log_every: int = 20  # iterations (CSV and TensorBoard)
     seed: int = 0
-    # LDConv attention temperature, annealed linearly from `start` to 1 over the first
-    # `temperature_epochs` epochs (Chen et al., Dynamic Convolution).
-    temperature_start: float = 1.0
-    temperature_epochs: int = 0
-    intermediate_loss_weight: float = 1.0  # KRM's intermediate heatmap
+    # LDConv's attention temperature. false: left at the model's construction value (34, the
+    # official code's; nothing in the release lowers it). true: the official module's
+    # schedule, 3 lower per epoch down to 1 (epoch e, from 0, uses max(34 - 3e, 1): 34, 31,
+    # ..., 4, 1 from the 12th epoch on); see ldnet.engine.train.attention_temperature_at.
+    temperature_anneal: bool = False
     max_iters_per_epoch: int | None = None  # cut epochs short (smoke runs, demos)
 
 
@@ -72,7 +79,10 @@ class TrainConfig:
 class TestConfig:
     batch_size: int = 32
     flip: bool = True
-    decoder: str = "dark"  # dark | msra (quarter offset)
+    # The heatmap codec, for training targets and test-time decoding alike (ldnet.data.codecs):
+    # dark (unbiased targets, distribution-aware decoding) | msra (HRNet's: rounded targets,
+    # quarter offset toward the higher neighbour).
+    decoder: str = "dark"
     use_gt_boxes: bool = True
     detection_file: str | None = None
     box_score_threshold: float = 0.0
@@ -94,6 +104,7 @@ CHOICES = {
     "data.dataset": tuple(DATASETS),
     "train.optimizer": ("adam", "adamw", "sgd"),
     "test.decoder": ("dark", "msra"),
+    "data.convention": CONVENTIONS,
 }
 
 

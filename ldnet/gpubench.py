@@ -31,6 +31,7 @@ from .benchmark import (
 )
 from .engine.loss import supervised_loss
 from .models import build_model
+from .models.fuse import to_channels_last
 
 REFERENCE = "hrnet_w32"
 UNMEASURED = "unmeasured: no CUDA device"
@@ -57,7 +58,7 @@ METHOD = {
     "samples/s",
     "inference": "eval mode, BatchNorm folded into the convolutions, weights and input in "
     "the named dtype, LDConv 'aggregate'",
-    "onnxruntime": "the `ldnet export onnx` graph (LDConv 'separate', dynamic batch), input "
+    "onnxruntime": "the `ldnet export onnx` graph (LDConv 'mixture', dynamic batch), input "
     "and output bound on the provider's device",
     "memory_format": "contiguous (NCHW) on CUDA, channels-last on the CPU, as the engine",
     "peak_memory_mib": "torch.cuda.max_memory_allocated over one call after warm-up and "
@@ -142,7 +143,7 @@ def training_step(name: str, batch: int, plan: Plan, device: torch.device) -> Ca
     amp = device.type == "cuda"
     model = build_model(name, plan.num_joints).train().to(device)
     if _channels_last(device):
-        model = model.to(memory_format=torch.channels_last)
+        model = to_channels_last(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     images = _images(batch, plan, device)

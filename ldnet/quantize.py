@@ -6,12 +6,27 @@ the float graph shows on calibration inputs. Those inputs are cut exactly as ``l
 cuts people (``prepare_crops`` in the weights' convention), plus their mirror images, since
 the flip test feeds the network both: a range taken from other pictures than the ones the
 network will see clips or wastes the eight bits.
+
+Weights are quantized to 7 bits (``reduce_range``), so that the file is right on every x86-64
+CPU and not only on the one it was made on. ONNX Runtime runs uint8 activations x int8 weights
+(U8S8) on AVX2 and AVX-512 CPUs without VNNI with VPMADDUBSW, which adds each pair of
+products into a saturating 16-bit integer; with 8-bit weights a pair reaches 255 * 127 * 2 =
+64770 and clips at 32767 (on a 2-core AMD EPYC, AVX2 only, the demo checkpoint lost 0.064 AP
+that way, 0.001 with 7-bit weights; VNNI CPUs accumulate in 32 bits and did not show it).
+ONNX Runtime's quantization guide ("When and why do I need to try U8U8?", "When to use
+reduce-range and per-channel quantization?") names the two remedies, reduce_range or U8U8,
+and says per-channel weights on AVX2 / AVX-512 generally need reduce_range;
+``quantize_static``'s own docstring recommends QUInt8 / QInt8 with ``reduce_range=True`` for
+x86 CPUs without VNNI. Reduce range keeps the U8S8 kernels and format this module was measured
+with, and it rules saturation out by construction: weights in [-64, 64], so a pair is at most
+255 * (64 + 64) = 32640 <= 32767. It costs one bit of weight precision on VNNI CPUs too, and
+a file cannot choose per CPU: it does not know where it will run (README "int8" has the
+measured AP and speed). The choice is recorded in the file as ``ldnet.quantization``.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,12 +43,17 @@ if TYPE_CHECKING:  # the command line imports this module for its choices: keep 
 # ONNX Runtime's calibration methods by the names the command line uses.
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANT_FORMATS = ("qdq", "qoperator")
-# ONNX Runtime's histogram calibrators (entropy, percentile) keep every activation of every
-# crop in memory until the end: `ldnet_s`'s 5978 demo crops at 128x96 went past 24 GiB and were
-# killed; 512 of them took 12 GiB. An even sample of this many keeps it to about 6 GiB there
-# (more for larger networks and inputs). MinMax is not affected: its calibration graph
-# outputs only each tensor's minimum and maximum.
-HISTOGRAM_CROP_LIMIT = 256
+# The default: MinMax takes every outlier of thousands of crops into its ranges, percentile
+# (ONNX Runtime's 99.999th of |x|) clips them; on the demo checkpoint, calibrated on its
+# training images alone, int8 lost 0.0100 AP with MinMax and 0.0065 with percentile (README
+# "int8"). ONNX Runtime's histogram calibrators keep every activation of one collection in
+# memory, so calibration is collected one batch at a time (its `CalibStridedMinMax`), which
+# merges the histograms batch by batch: 0.9 GB for 2400 `ldnet_s` crops instead of 6.6 GB
+# for 256 in one collection.
+DEFAULT_CALIBRATION_METHOD = "percentile"
+# 7-bit weights, [-64, 64]: no pair of uint8 x int8 products can saturate ONNX Runtime's 16-bit
+# sums on x86-64 CPUs without VNNI (the module docstring). False is the former call.
+REDUCE_RANGE = True
 
 
 class CalibrationError(LDNetError):
@@ -109,7 +129,7 @@ def quantize_onnx(
     output: str | Path,
     calibration: CalibrationSet,
     *,
-    method: str = "minmax",
+    method: str = DEFAULT_CALIBRATION_METHOD,
     quant_format: str = "qdq",
     calibration_note: str = "",
     batch_size: int = 8,
@@ -117,12 +137,15 @@ def quantize_onnx(
     """Write the int8 form of the exported float graph ``float_path`` to ``output``.
 
     Weights are int8 per output channel, activations uint8 with the ranges ``method`` takes
-    from the calibration crops. QDQ by default (float operators between QuantizeLinear /
+    from the calibration crops (percentile by default, see ``DEFAULT_CALIBRATION_METHOD``).
+    QDQ by default (float operators between QuantizeLinear /
     DequantizeLinear pairs, which ONNX Runtime fuses into QLinearConv and friends when it
-    loads the file): on this AVX-512 VNNI CPU it ran ldnet_s at 1.29x the float graph at batch
-    8 where the QOperator form ran 1.21x, and lost less AP (README "int8").
-    The float file's ``ldnet.*`` record is copied, with
-    ``precision`` = int8 and ``calibration`` (method and data) added."""
+    loads the file): on an AVX-512 VNNI CPU it ran ldnet_s at 1.29x the float graph at batch
+    8 where the QOperator form ran 1.21x, and lost less AP (README "int8"; 8-bit weights then).
+    Weights are 7-bit (``REDUCE_RANGE``, the module docstring says why).
+    The float file's ``ldnet.*`` record is copied, with ``precision`` = int8,
+    ``calibration`` (method and data) and ``quantization`` (format, types, weight range)
+    added."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -141,21 +164,24 @@ def quantize_onnx(
         raise ValueError(f"unknown quantization format {quant_format!r}")
 
     crops = calibration.crops
-    if method != "minmax" and len(crops) > HISTOGRAM_CROP_LIMIT:
-        crops = crops[np.linspace(0, len(crops) - 1, HISTOGRAM_CROP_LIMIT).round().astype(int)]
-        calibration_note = f"{calibration_note}, {len(crops)} of them for the histograms"
-        print(
-            f"note: {method} calibration keeps every activation in memory: using an even "
-            f"sample of {len(crops)} of the {len(calibration.crops)} crops",
-            file=sys.stderr,
-        )
 
     class Batches(CalibrationDataReader):
+        """The crops in batches; ``set_range`` (in batches) lets ONNX Runtime collect one
+        stride at a time (``CalibStridedMinMax``), so that the histogram calibrators merge
+        their histograms batch by batch instead of keeping every activation in memory."""
+
         def __init__(self):
-            self.starts = iter(range(0, len(crops), batch_size))
+            self.starts = range(0, len(crops), batch_size)
+            self.pending = iter(self.starts)
+
+        def __len__(self):
+            return len(self.starts)
+
+        def set_range(self, start_index: int, end_index: int):
+            self.pending = iter(self.starts[start_index:end_index])
 
         def get_next(self):
-            start = next(self.starts, None)
+            start = next(self.pending, None)
             if start is None:
                 return None
             return {INPUT_NAME: crops[start : start + batch_size]}
@@ -175,6 +201,7 @@ def quantize_onnx(
                 Batches(),
                 quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
                 per_channel=True,
+                reduce_range=REDUCE_RANGE,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method={
@@ -183,11 +210,32 @@ def quantize_onnx(
                     "percentile": CalibrationMethod.Percentile,
                 }[method],
                 # Calibration runs in a temporary folder of its own (augmented graph).
-                extra_options={"CalibTensorRangeSymmetric": False},
+                extra_options={
+                    "CalibTensorRangeSymmetric": False,
+                    # One batch at a time: memory bounded by one batch's activations.
+                    "CalibStridedMinMax": 1,
+                },
             )
-            record.update(precision="int8", calibration=f"{method}, {calibration_note}")
+            record.update(
+                precision="int8",
+                calibration=f"{method}, {calibration_note}",
+                quantization=quantization_record(quant_format, REDUCE_RANGE),
+            )
             _set_metadata(partial, record)
     return output
+
+
+def quantization_record(quant_format: str, reduce_range: bool) -> str:
+    """The ``ldnet.quantization`` entry: what the file's integers are and why."""
+    if reduce_range:
+        weights = (
+            "int8 weights per output channel in [-64, 64] (reduce_range: 7 bits, so no "
+            "uint8 x int8 pair sum can saturate ONNX Runtime's 16-bit VPMADDUBSW sums on "
+            "x86-64 CPUs without VNNI)"
+        )
+    else:
+        weights = "int8 weights per output channel in [-127, 127] (8 bits)"
+    return f"{quant_format.upper()}, uint8 activations, {weights}"
 
 
 @contextmanager

@@ -16,18 +16,16 @@ from ldnet.complexity import measure
 from ldnet.export import export_onnx
 from ldnet.inference.backends import BatchSpecializedOnnxBackend
 from ldnet.models import build_model
-from ldnet.models.ldconv import LDConv
+from ldnet.models.ldconv import DynamicConv2d
 
 
 def test_gmac_per_s_is_macs_times_rate_and_the_peak_is_timed():
     torch.set_num_threads(1)
-    results = benchmark_forward(
-        ["ldnet_static"], [1], (64, 64), repeats=1, min_repeat_s=0.01, peak=True
-    )
+    results = benchmark_forward(["ldnet_s"], [1], (64, 64), repeats=1, min_repeat_s=0.01, peak=True)
     by_model = {r.model: r for r in results}
-    assert set(by_model) == {"ldnet_static", PEAK_MODEL}
-    macs = measure(build_model("ldnet_static", 17), (64, 64)).macs
-    model = by_model["ldnet_static"]
+    assert set(by_model) == {"ldnet_s", PEAK_MODEL}
+    macs = measure(build_model("ldnet_s", 17), (64, 64)).macs
+    model = by_model["ldnet_s"]
     assert model.gmac_per_s == pytest.approx(macs * model.images_per_s / 1e9)
     peak = by_model[PEAK_MODEL]
     height, width = PEAK_MAP
@@ -37,14 +35,14 @@ def test_gmac_per_s_is_macs_times_rate_and_the_peak_is_timed():
 
 def test_bench_bad_input_is_one_line_exit_2(capsys, monkeypatch):
     with pytest.raises(BenchError, match="batch size must be at least 1, got 0"):
-        benchmark_forward(["ldnet_static"], [0], (64, 64))
+        benchmark_forward(["ldnet_s"], [0], (64, 64))
 
     def no_runtime(*args, **kwargs):
         raise ImportError("No module named 'onnxruntime'")
 
     monkeypatch.setattr("ldnet.inference.backends.onnx_session", no_runtime)
     code = main(
-        ["bench", "--models", "ldnet_static", "--batch", "1", "--input", "64x64",
+        ["bench", "--models", "ldnet_s", "--batch", "1", "--input", "64x64",
          "--backend", "onnxruntime", "--peak", "--repeats", "1"]
     )  # fmt: skip
     assert code == 2
@@ -55,7 +53,9 @@ def test_bench_bad_input_is_one_line_exit_2(capsys, monkeypatch):
 
 def _small_ldconv_net() -> nn.Module:
     torch.manual_seed(0)
-    return spread(nn.Sequential(LDConv(3, 8), LDConv(8, 4, stride=2, relu=False)))
+    return spread(
+        nn.Sequential(DynamicConv2d(3, 8, 3), nn.BatchNorm2d(8), DynamicConv2d(8, 4, 3, stride=2))
+    )
 
 
 def test_batch_specialised_onnx_matches_pytorch_at_batch_1_and_5(tmp_path):
@@ -73,18 +73,30 @@ def test_batch_specialised_onnx_matches_pytorch_at_batch_1_and_5(tmp_path):
     assert sorted(backend.sessions) == [1, 4]  # 5 ran as 4 + 1, no padding
 
 
-def test_fixed_batch_graph_runs_one_depthwise_conv_per_ldconv(tmp_path):
+def test_fixed_batch_graph_mixes_kernels_in_the_graph(tmp_path):
     net = _small_ldconv_net()
     fixed = onnx.load(str(export_onnx(net, tmp_path / "fixed.onnx", (16, 12), batch=3)))
     dynamic = onnx.load(str(export_onnx(net, tmp_path / "dynamic.onnx", (16, 12))))
     assert fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 3
     assert dynamic.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
-    def convs(graph):
-        return sum(node.op_type == "Conv" for node in graph.node)
+    def main_convs(model):
+        """The LDConvs' own convolutions (not the attentions' 1x1s): group count and, for a
+        constant weight, its output channels (None: computed in the graph)."""
+        constants = {t.name: t for t in model.graph.initializer}
+        found = []
+        for node in model.graph.node:
+            if node.op_type != "Conv":
+                continue
+            weight = constants.get(node.input[1])
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            if weight is None or weight.dims[2] == 3:
+                found.append((group, None if weight is None else weight.dims[0]))
+        return found
 
-    # Two LDConvs: depthwise + pointwise each; the dynamic graph runs the K = 4 kernels apart.
-    assert convs(fixed.graph) == 2 * 2
-    assert convs(dynamic.graph) == 2 * (4 + 1)
+    # Fixed batch: each sample's kernel mixed in the graph, the batch in the groups. Dynamic
+    # batch: the K = 4 kernels as one static convolution of 4 x out channels.
+    assert main_convs(fixed) == [(3, None), (3, None)]
+    assert main_convs(dynamic) == [(1, 4 * 8), (1, 4 * 4)]
     with pytest.raises(ValueError, match="batch size must be at least 1"):
         export_onnx(net, tmp_path / "zero.onnx", (16, 12), batch=0)

@@ -1,4 +1,5 @@
-"""`ldnet complexity` and `ldnet bench` from the command line, good and bad input."""
+"""`ldnet bench` from the command line, good and bad input (`ldnet complexity`:
+tests/test_complexity.py)."""
 
 import json
 import subprocess
@@ -17,59 +18,12 @@ def run_cli(*args):
     return process.returncode, process.stdout, process.stderr
 
 
-def test_complexity_json(capsys):
-    assert main(["complexity", "--model", "hrnet_w32", "--json", "--compare", "none"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["params"] == 28_536_113
-    assert report["macs"] == 7_645_003_776  # torch's flop counter (DESIGN.md section 2)
-    assert [part["name"] for part in report["parts"]] == [
-        "stem",
-        "stage2",
-        "stage3",
-        "stage4",
-        "head",
-    ]
-
-
-def test_complexity_mpii_joints_and_ratio(capsys):
-    assert main(["complexity", "--input", "256x256", "--joints", "16", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["joints"] == 16 and report["input"] == [256, 256]
-    assert 0.17 < report["reference"]["params_ratio"] < 0.19
-
-
-def test_complexity_table(capsys):
-    assert main(["complexity"]) == 0
-    out = capsys.readouterr().out
-    assert "krm" in out and "vs hrnet_w32" in out and "params x0.1" in out
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--model", "resnet50"], "invalid choice: 'resnet50' (choose from 'ldnet', 'hrnet_w32'"),
-        (["--input", "256x"], "malformed input size '256x'"),
-        (["--input", "250x192"], "not a multiple of 32"),
-        (["--joints", "0"], "expected a positive integer, got '0'"),
-        (["--joints", "-3"], "expected a positive integer, got '-3'"),
-        (["--compare", "vgg"], "unknown --compare model 'vgg'"),
-    ],
-)
-def test_complexity_bad_input_is_one_line_exit_2(args, message):
-    code, out, err = run_cli("complexity", *args)
-    assert code == 2
-    assert out == ""
-    assert message in err
-    assert len(err.strip().splitlines()) == 1
-    assert "Traceback" not in err
-
-
 def test_bench_json_rows(capsys):
     args = ["bench", "--batch", "1", "--repeats", "1", "--min-repeat-s", "0", "--json"]
     # PyTorch only (the default adds ONNX Runtime: tests/test_export.py).
-    assert main([*args, "--models", "ldnet_no_krm", "ldnet", "--backend", "pytorch"]) == 0
+    assert main([*args, "--models", "ldnet_w32_no_krm", "ldnet", "--backend", "pytorch"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["model"], r["batch"]) for r in rows] == [("ldnet_no_krm", 1), ("ldnet", 1)]
+    assert [(r["model"], r["batch"]) for r in rows] == [("ldnet_w32_no_krm", 1), ("ldnet", 1)]
     assert {r["backend"] for r in rows} == {"pytorch"}
     for row in rows:  # --min-repeat-s 0: one call per repeat; images/s is batch / seconds
         assert (row["repeats"], row["iterations_per_repeat"]) == (1, 1)

@@ -76,7 +76,7 @@ def logged_losses(run_dir: Path) -> list[float]:
 
 def test_shipped_configs_load():
     configs = sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
-    assert len(configs) == 10
+    assert len(configs) == 13
     for path in configs:
         config = load_config(path)
         assert config.model.name in path.stem  # each config is named after its network
@@ -123,16 +123,18 @@ def test_cli_reports_bad_config_and_missing_root(tmp_path):
 
 
 def test_checkpoint_round_trip_is_weights_only(tmp_path):
-    model = build_model("ldnet_no_krm", 17)
-    record = ModelRecord("ldnet_no_krm", 17, "coco", (256, 192), codec="msra", sigma=1.5)
+    model = build_model("ldnet_w32_no_krm", 17)
+    record = ModelRecord(
+        "ldnet_w32_no_krm", 17, "coco", (256, 192), codec="msra", sigma=1.5, convention="hrnet"
+    )
     payload = {**record.to_checkpoint(), "state_dict": model.state_dict()}
     path = atomic_save(payload, tmp_path / "last.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
     loaded = torch.load(path, weights_only=True)
     assert torch.equal(loaded["state_dict"]["head.final.weight"], model.head.final.weight)
     assert record_from_checkpoint(loaded, "last.pt") == record
-    record.check("last.pt", model="ldnet_no_krm", num_joints=17)
-    with pytest.raises(CheckpointError, match="for model 'ldnet_no_krm', not 'hrnet_w32'"):
+    record.check("last.pt", model="ldnet_w32_no_krm", num_joints=17)
+    with pytest.raises(CheckpointError, match="for model 'ldnet_w32_no_krm', not 'hrnet_w32'"):
         record.check("last.pt", model="hrnet_w32")
     with pytest.raises(CheckpointError, match="for 17 joints, not 16"):
         record.check("last.pt", num_joints=16)
@@ -161,14 +163,13 @@ def test_initial_weights_report(tmp_path):
     atomic_save({"state_dict": source.state_dict()}, tmp_path / "mpii.pt")
     target = build_model("ldnet", 17)
     report = load_initial_weights(target, tmp_path / "mpii.pt")
-    # Everything but the joint-count-dependent layers of the KRM transfers.
-    assert set(report["mismatched"]) == {
-        "head.intermediate.weight",
-        "head.intermediate.bias",
-        "head.heatmap_embed.0.weight",
-        "head.final.weight",
-        "head.final.bias",
-    }
+    # Everything but the joint-count-dependent layers transfers: the 1x1 heatmap layer and
+    # the keypoint refinement module, which works on the heatmaps (one channel per joint).
+    theirs = source.state_dict()
+    differing = {n for n, v in target.state_dict().items() if v.shape != theirs[n].shape}
+    assert set(report["mismatched"]) == differing
+    assert {"head.final.weight", "head.final.bias", "head.krm.conv1.0.weight"} <= differing
+    assert all(name.startswith(("head.final.", "head.krm.")) for name in differing)
     assert report["missing"] == [] and report["unexpected"] == []
     assert torch.equal(target.stem.conv1[0].weight, source.stem.conv1[0].weight)
     atomic_save({"state_dict": build_model("hrnet_w32").state_dict()}, tmp_path / "hr.pt")
@@ -183,10 +184,12 @@ def test_initial_weights_report(tmp_path):
 def test_ddp_two_processes_match_one_process(tmp_path):
     """Same global batch (2 x 2 vs 1 x 4), same permutation, BatchNorm statistics over the
     global batch (train.sync_bn, gloo): the same losses. The first loss agrees to 1e-6;
-    later ones to 1e-3 relative (2e-4 measured): float32 sums in another order, amplified by
-    BatchNorm over 2x2 maps at 1/32 of a 64x64 input (in float64 the gradients agree to
-    1e-13, see test_ddp_gradients_equal_single_process_in_float64). Without sync_bn each
-    process normalises its half batch on its own and the first loss already differs by ~2 %.
+    later ones to 5e-3 relative (official LDNet-w32, measured: 4.5e-5 at the second step,
+    1.4e-3 at the third): float32 sums in another order, amplified by BatchNorm over 2x2 maps
+    at 1/32 of a 64x64 input. One process on 1 and on 2 threads differs as much (the same
+    4.5e-5, then 1.3e-3), and in float64 the gradients agree to 1e-7 of their scale (see
+    test_ddp_gradients_equal_single_process_in_float64). Without sync_bn each process
+    normalises its half batch on its own and the first loss already differs by ~2 %.
     SGD, not Adam: Adam's first step moves every weight by about lr x sign(gradient), so a
     gradient that is float noise around zero (a bias before a BatchNorm) moves one way in one
     run and the other way in the other.
@@ -223,7 +226,7 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     assert len(one) == len(two) == 3
     assert two[0] == pytest.approx(one[0], rel=1e-5)
     for a, b in zip(one, two, strict=True):
-        assert b == pytest.approx(a, rel=1e-3)
+        assert b == pytest.approx(a, rel=5e-3)
     # ...and the check can fail: a different data order gives clearly different losses.
     other = run_ldnet(
         "train",
@@ -287,7 +290,7 @@ def test_resume_from_a_checkpoint_whose_layers_changed_is_one_line(tmp_path):
     first = run_ldnet("train", str(config), "--run-dir", str(run_dir), "--quiet")
     assert first.returncode == 0, first.stderr[-2000:]
     state = load_checkpoint(run_dir / "last.pt")
-    name = next(key for key in state["state_dict"] if key.endswith("pointwise.weight"))
+    name = next(key for key in state["state_dict"] if key.endswith("attention.fc1.weight"))
     state["state_dict"][name] = torch.zeros(1, 1, 1, 1)
     torch.save(state, run_dir / "last.pt")
     before = (run_dir / "last.pt").read_bytes()
@@ -366,6 +369,56 @@ def test_ddp_gradients_equal_single_process_in_float64(tmp_path):
         # 1e-7 of the largest gradient: float64 rounding, amplified by BatchNorm over 1x1
         # maps at 1/32 of a 32x32 input; float32 (or a wrong gradient) is off by > 1e-3.
         assert (ddp[name] - parameter.grad).abs().max() <= 1e-7 * scale, name
+
+
+def test_temperature_is_the_release_s_unless_annealed():
+    """Default: the model's own temperature (34, the official construction value) is never
+    touched. `train.temperature_anneal`: the official module's update, 3 lower per epoch
+    down to 1: 34, 31, ..., 4 over the first 11 epochs, then 1."""
+    from ldnet.engine.train import attention_temperature_at
+    from ldnet.models.ldconv import INITIAL_TEMPERATURE
+
+    assert INITIAL_TEMPERATURE == 34.0
+    default = config_from_dict({})
+    assert default.train.temperature_anneal is False
+    assert all(attention_temperature_at(default, epoch) is None for epoch in range(210))
+    annealed = config_from_dict({"train": {"temperature_anneal": True}})
+    schedule = [attention_temperature_at(annealed, epoch) for epoch in range(14)]
+    assert schedule == [34, 31, 28, 25, 22, 19, 16, 13, 10, 7, 4, 1, 1, 1]
+    assert attention_temperature_at(annealed, 209) == 1.0
+    for old in ("temperature_start", "temperature_epochs", "intermediate_loss_weight"):
+        with pytest.raises(ConfigError, match=f"unknown key 'train.{old}'"):
+            config_from_dict({"train": {old: 1}})
+
+
+@pytest.mark.parametrize(("anneal", "expected"), [(False, [34.0, 34.0]), (True, [34.0, 31.0])])
+def test_training_sets_the_temperature_per_epoch(tmp_path, monkeypatch, anneal, expected):
+    """The temperature the model trains each epoch with, read from the model itself."""
+    from ldnet.engine import train as engine
+    from ldnet.models import attention_temperature
+
+    seen = []
+    original = engine.train_one_epoch
+
+    def recording(session, progress, bar):
+        original(session, progress, bar)
+        seen.append(attention_temperature(engine.unwrap(session.model)))
+
+    monkeypatch.setattr(engine, "train_one_epoch", recording)
+    config = load_config(
+        tiny_config(tmp_path),
+        ["model.name=ldnet_s", "train.epochs=2", "train.max_iters_per_epoch=1",
+         "train.batch_size=2", f"train.temperature_anneal={str(anneal).lower()}"],
+    )  # fmt: skip
+    engine.train(config, tmp_path / "run", device="cpu", progress=False)
+    assert seen == expected
+    # The checkpoint records the temperature the weights were last trained at, and a model
+    # loaded from it runs at that temperature.
+    from ldnet.inference.weights import load_model
+
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert checkpoint["model"]["temperature"] == expected[-1]
+    assert attention_temperature(load_model(tmp_path / "run" / "last.pt")[0]) == expected[-1]
 
 
 def test_learning_rate_schedule():

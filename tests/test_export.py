@@ -7,23 +7,23 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from ldconv_nets import spread
 
 from ldnet.cli import main
 from ldnet.export import export_onnx, read_metadata
 from ldnet.inference.backends import onnx_session
 from ldnet.models import build_model
-from ldnet.models.ldconv import KernelAttention
 
 
 def _spread(model: torch.nn.Module) -> torch.nn.Module:
-    """Random-init heads output ~1e-3 (HRNet's N(0, 0.001)) and near-uniform kernel
-    attention: a parity check would pass on almost anything. Make the heatmaps O(1) and the
-    attention differ per sample, so a 1e-4 tolerance means something."""
+    """Random-init heads output ~1e-3 (N(0, 0.001)) and near-uniform kernel attention: a
+    parity check would pass on almost anything. Make the heatmaps O(1) and the attention
+    differ per sample, so a 1e-4 tolerance means something."""
+    spread(model)
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, KernelAttention):
-                module.fc2.weight.normal_(0, 1)
         model.head.final.weight.normal_(0, 0.5)
+        if hasattr(model.head, "krm"):
+            model.head.krm.conv1[0].weight.normal_(0, 0.3)
     return model.eval()
 
 
@@ -41,25 +41,30 @@ def test_onnx_runtime_matches_pytorch_at_batch_1_and_5(tmp_path):
             expected = model(images).numpy()  # eager default: "aggregate", BN unfolded
         (heatmaps,) = session.run(None, {"images": images.numpy()})
         assert heatmaps.shape == (batch, 17, 64, 48)
-        assert np.abs(expected).max() > 0.5
+        scale = float(np.abs(expected).max())
+        assert scale > 0.5
         difference = float(np.abs(heatmaps - expected).max())
-        assert difference < 1e-4, f"batch {batch}: max abs difference {difference:.2e}"
+        # ONNX Runtime sums in another order; 16 LD blocks of sharp attention amplify that.
+        assert difference < 1e-4 * scale, f"batch {batch}: {difference / scale:.1e} of scale"
 
 
 def test_export_cli_writes_metadata_and_checks_parity(tmp_path, capsys):
     path = tmp_path / "m.onnx"
     code = main(
-        ["export", "onnx", "--model", "ldnet_no_krm", "--dataset", "mpii", "--input", "64x64",
+        ["export", "onnx", "--model", "ldnet_w32_no_krm", "--dataset", "mpii", "--input", "64x64",
          "--output", str(path)]
     )  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
-    assert "ldnet_no_krm, mpii (16 joints), input 64x64, dark codec (sigma 2), dynamic batch" in out
+    assert (
+        "ldnet_w32_no_krm, mpii (16 joints), input 64x64, dark codec (sigma 2), dynamic batch"
+        in out
+    )
     for batch in (1, 5):
         line = next(x for x in out.splitlines() if f"batch {batch}:" in x)
         assert float(line.rsplit(" ", 1)[1]) < 1e-4
     assert read_metadata(path) == {
-        "model": "ldnet_no_krm",
+        "model": "ldnet_w32_no_krm",
         "num_joints": "16",
         "dataset": "mpii",
         "input_size": "64x64",
@@ -82,7 +87,7 @@ def test_export_cli_bad_input(tmp_path, capsys):
 
 def test_bench_compares_pytorch_and_onnx_runtime(capsys):
     code = main(
-        ["bench", "--models", "ldnet_static", "ldnet_no_krm", "--reference", "ldnet_static",
+        ["bench", "--models", "ldnet_s", "ldnet_w32_no_krm", "--reference", "ldnet_s",
          "--batch", "1", "2", "--input", "64x64", "--repeats", "1", "--min-repeat-s", "0.01",
          "--json"]
     )  # fmt: skip
@@ -92,7 +97,7 @@ def test_bench_compares_pytorch_and_onnx_runtime(capsys):
     assert cases == {
         (backend, model, batch)
         for backend in ("pytorch", "onnxruntime")
-        for model in ("ldnet_static", "ldnet_no_krm")
+        for model in ("ldnet_s", "ldnet_w32_no_krm")
         for batch in (1, 2)
     }
     rate = {(r["backend"], r["model"], r["batch"]): r["images_per_s"] for r in rows}
@@ -100,8 +105,8 @@ def test_bench_compares_pytorch_and_onnx_runtime(capsys):
         backend, model, batch = row["backend"], row["model"], row["batch"]
         # images/s is batch / seconds per call; the ratios are of the matching rows.
         assert row["images_per_s"] * row["ms_per_batch"] == pytest.approx(1e3 * batch)
-        assert row["speedup_vs_ldnet_static"] == pytest.approx(
-            rate[(backend, model, batch)] / rate[(backend, "ldnet_static", batch)]
+        assert row["speedup_vs_ldnet_s"] == pytest.approx(
+            rate[(backend, model, batch)] / rate[(backend, "ldnet_s", batch)]
         )
         assert row["speedup_vs_pytorch"] == pytest.approx(
             rate[(backend, model, batch)] / rate[("pytorch", model, batch)]

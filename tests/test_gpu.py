@@ -1,6 +1,6 @@
 """What only a CUDA device can check; `make gpu-check` runs these (`pytest -m gpu`).
 
-LDConv's three executions on CUDA = CPU, forward and backward; an AMP training step close
+LDConv's executions on CUDA = CPU, forward and backward; an AMP training step close
 to float32; channels-last = contiguous; DDP over NCCL = one process; `ldnet train --device
 cuda` with resume. Skipped, with the reason, on a machine without CUDA.
 
@@ -21,9 +21,9 @@ import pytest
 import torch
 import yaml
 
-from ldnet.models import LDConv, build_model
-from ldnet.models.fuse import fuse_for_inference
-from ldnet.models.ldconv import EXECUTIONS
+from ldnet.models import build_model
+from ldnet.models.fuse import fuse_for_inference, to_channels_last
+from ldnet.models.ldconv import EXECUTIONS, DynamicConv2d
 
 pytestmark = [
     pytest.mark.gpu,
@@ -71,17 +71,17 @@ def gradients(module) -> dict:
 @pytest.mark.parametrize("execution", EXECUTIONS)
 def test_ldconv_cuda_equals_cpu_forward_and_backward(execution, stride, channels_last):
     torch.manual_seed(0)
-    cpu = LDConv(24, 32, stride=stride, num_kernels=4, execution=execution).train()
+    cpu = DynamicConv2d(24, 32, 3, stride=stride, num_kernels=4, execution=execution).train()
     with torch.no_grad():  # spread the attention, so a mix-up of samples or kernels shows
-        cpu.depthwise.attention.fc1.weight.normal_(0, 1)
-        cpu.depthwise.attention.fc2.weight.normal_(0, 1)
+        cpu.attention.fc1.weight.normal_(0, 1)
+        cpu.attention.fc2.weight.normal_(0, 40)
     cuda = copy.deepcopy(cpu).cuda()
     images = torch.randn(3, 24, 17, 13)
     results = []
     for module, device in ((cpu, "cpu"), (cuda, "cuda")):
         x = images.to(device)
         if channels_last:
-            module.to(memory_format=torch.channels_last)
+            to_channels_last(module)
             x = x.contiguous(memory_format=torch.channels_last)
         # A leaf of its own on each device: `images.to("cpu")` is `images` itself, and once
         # that requires grad, its CUDA copy would be a non-leaf without a .grad.
@@ -176,13 +176,13 @@ def test_channels_last_gives_the_same_outputs(name):
     nhwc_images = images.contiguous(memory_format=torch.channels_last)
 
     fused = fuse_for_inference(model.eval())
-    fused_nhwc = copy.deepcopy(fused).to(memory_format=torch.channels_last)
+    fused_nhwc = to_channels_last(copy.deepcopy(fused))
     with torch.no_grad():
         expected, actual = fused(images), fused_nhwc(nhwc_images)
     assert_close(actual, expected, 1e-4, what="eval output")
 
     model.train()
-    nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    nhwc = to_channels_last(copy.deepcopy(model))
     results = []
     for network, x in ((model, images), (nhwc, nhwc_images)):
         outputs = network(x, all_outputs=True)

@@ -198,7 +198,7 @@ def test_flip_shift_keeps_the_first_column_as_hrnet():
     np.testing.assert_array_equal(restored.numpy(), out)
 
 
-# -- the record selects it; training stays ldnet -------------------------------------------------
+# -- the record selects it; a training config chooses it ----------------------------------------
 def test_record_carries_the_convention_to_the_codec():
     record = ModelRecord("hrnet_w32", 17, "coco", SIZE, "msra", convention="hrnet")
     again = record_from_checkpoint(record.to_checkpoint(), "w.pt")
@@ -210,13 +210,19 @@ def test_record_carries_the_convention_to_the_codec():
         build_codec("msra", SIZE, convention="udp")
 
 
-def test_training_writes_the_ldnet_convention():
-    """The convention is a test-time property of imported weights: a training config has no
-    key for it (asking is refused) and its record is always "ldnet"."""
+def test_training_config_selects_the_convention():
+    """`data.convention` decides the convention a run trains and tests in, and the record
+    its checkpoint carries: "ldnet" unless the config says otherwise (the official-recipe
+    configs say "hrnet", as the release's pipeline); anything else is refused."""
     config = config_from_dict({"model": {"name": "hrnet_w32"}})
     assert record_of(config).convention == "ldnet"
-    with pytest.raises(ConfigError, match="unknown key 'data.convention'"):
-        config_from_dict({"data": {"convention": "hrnet"}})
+    hrnet = config_from_dict({"data": {"convention": "hrnet"}})
+    assert (record_of(hrnet).convention, record_of(hrnet).build_codec().flip_shift_px) == (
+        "hrnet",
+        1,
+    )
+    with pytest.raises(ConfigError, match="data.convention: 'udp' is not one of ldnet, hrnet"):
+        config_from_dict({"data": {"convention": "udp"}})
 
 
 def test_dataset_crops_in_the_codec_convention(tmp_path):
@@ -259,10 +265,10 @@ def test_ldnet_test_path_equals_predict_path_in_hrnet(tmp_path):
     cv2.imwrite(str(path), image)
     box = np.array([30.0, 20.0, 70.0, 90.0])
     torch.manual_seed(0)
-    backend = TorchBackend(build_model("ldnet_static", 17).eval())
+    backend = TorchBackend(build_model("ldnet_s", 17).eval())
     results = {}
     for convention in ("hrnet", "ldnet"):
-        record = ModelRecord("ldnet_static", 17, "coco", (64, 64), "msra", convention=convention)
+        record = ModelRecord("ldnet_s", 17, "coco", (64, 64), "msra", convention=convention)
         center, scale = box_to_center_scale(box, record.input_size)
         person = PersonRecord(path, 7, 1, center, scale, box.astype(np.float32),
                               np.zeros((17, 2), np.float32), np.ones(17, np.float32))  # fmt: skip

@@ -62,7 +62,7 @@ def test_record_round_trips_through_checkpoint_and_onnx_metadata():
 def test_checkpoint_of_a_training_run_records_the_configs_codec(tmp_path):
     path = write_checkpoint(
         tmp_path / "w.pt",
-        model={"name": "ldnet_static"},
+        model={"name": "ldnet_s"},
         data={"input_size": [64, 64], "sigma": 0.75},
         test={"decoder": "msra"},
     )
@@ -139,11 +139,11 @@ def test_cli_refuses_a_malformed_record_in_one_line(tmp_path, capsys):
     import cv2
 
     cv2.imwrite(str(image), np.zeros((64, 48, 3), np.uint8))
-    data = ModelRecord("ldnet_static", 17, "coco", (64, 64)).to_checkpoint()
+    data = ModelRecord("ldnet_s", 17, "coco", (64, 64)).to_checkpoint()
     data["codec"]["sigma"] = 0
     checkpoint = tmp_path / "w.pt"
     torch.save(data, checkpoint)
-    metadata = {**ModelRecord("ldnet_static", 17, "coco", (64, 64)).to_metadata()}
+    metadata = {**ModelRecord("ldnet_s", 17, "coco", (64, 64)).to_metadata()}
     metadata["heatmap_size"] = "16by16"
     exported = tiny_onnx(tmp_path / "w.onnx", metadata)
     for weights, message in (

@@ -6,7 +6,13 @@ CI's gate is looser than the README's: no trained checkpoint is at hand here (tr
 costs minutes), so instead of "AP change <= 0.01" (measured on the demo's and the COCO-MINI
 memorisation checkpoints, README "int8") CI checks the quantization's fidelity on held-out real
 crops: the int8 heatmaps stay within 10 % of the float graph's peak (random weights' heatmaps
-are flat, so their maxima would not test the decoding of a trained model's peaks).
+are flat, so their maxima would not test the decoding of a trained model's peaks), on a random
+network whose activations keep a trained one's order of magnitude (`unit_gain_weights`).
+
+The file must be right on every x86-64 CPU, not only on the one running CI (issue 18): its
+integers are checked so that no pair sum of ONNX Runtime's 16-bit u8s8 kernels (AVX2 /
+AVX-512 without VNNI) can saturate, and on this CPU its kernels are compared with the same
+file run with 16-bit products.
 """
 
 import contextlib
@@ -16,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import torch
+from onnx import numpy_helper
 
 from ldnet.checkpoint import atomic_save
 from ldnet.cli import main
@@ -37,6 +45,13 @@ VAL2017 = SHARED / "coco-mini" / "images" / "val2017"
 VAL_ANN = SHARED / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
 SIZE = (64, 64)
 FIDELITY_BOUND = 0.10  # max |int8 - float| heatmap difference, as a fraction of the float peak
+# ONNX Runtime's uint8 x int8 kernels on x86-64 without VNNI (VPMADDUBSW) add each pair of
+# products into a saturating int16: a pair of uint8 activations (0..255) times int8 weights
+# must stay within this on every input.
+INT16_MAX = 32767
+UINT8_MAX = 255
+# max |default int8 kernels - the same file with 16-bit u8s8 products|, a fraction of the peak
+SATURATION_BOUND = 0.2
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
@@ -61,17 +76,43 @@ def person_boxes() -> dict[int, list[list[float]]]:
     return boxes
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def unit_gain_weights(model: torch.nn.Module) -> None:
+    """He-normal convolution kernels (LDConv's banks per kernel), so that activations keep
+    the order of magnitude a trained network's have. The official initialisation (std 0.001)
+    shrinks them layer by layer: the untrained ldnet_s's heatmaps peak at about 1e-12, and its
+    int8 error is then noise of that scale (12 % of the peak in exact 8-bit QDQ arithmetic, on
+    any CPU), not a measure of the quantization."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() >= 4:  # (out, in, k, k) or LDConv's (K, out, in, k, k)
+                kernels = parameter.view(-1, *parameter.shape[-3:])
+                torch.nn.init.kaiming_normal_(kernels, nonlinearity="relu")
+
+
+def save_checkpoint(folder: Path, unit_gain: bool) -> Path:
     torch.manual_seed(0)
     config = config_from_dict(
         {"model": {"name": "ldnet_s"}, "data": {"dataset": "coco", "input_size": list(SIZE)}}
     )
     model = build_model("ldnet_s", 17)
+    if unit_gain:
+        unit_gain_weights(model)
     optimizer = torch.optim.Adam(model.parameters())
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    path = tmp_path_factory.mktemp("weights") / "ldnet_s.pt"
-    return atomic_save(checkpoint_payload(config, model, optimizer, scaler, 1, 10, 0.0), path)
+    payload = checkpoint_payload(config, model, optimizer, scaler, 1, 10, 0.0)
+    return atomic_save(payload, folder / "ldnet_s.pt")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """Random ldnet_s as initialised (its decoding and record through `ldnet predict`)."""
+    return save_checkpoint(tmp_path_factory.mktemp("weights"), unit_gain=False)
+
+
+@pytest.fixture(scope="module")
+def unit_gain_checkpoint(tmp_path_factory):
+    """Random ldnet_s with activations of order one (the int8 arithmetic's fidelity)."""
+    return save_checkpoint(tmp_path_factory.mktemp("unit_gain"), unit_gain=True)
 
 
 @pytest.fixture(scope="module")
@@ -86,28 +127,28 @@ def image_path(image_id: int) -> Path:
     return VAL2017 / f"{image_id:012d}.jpg"
 
 
-@pytest.fixture(scope="module")
-def int8_export(checkpoint, split_images, tmp_path_factory):
+def export_int8(checkpoint: Path, split_images, folder: Path) -> tuple[Path, int]:
     """The int8 file, calibrated on six images with their person boxes plus a broken file."""
     calibration_ids, _, boxes = split_images
-    folder = tmp_path_factory.mktemp("calibration")
+    images = folder / "calibration"
+    images.mkdir()
     for image_id in calibration_ids:
-        (folder / image_path(image_id).name).symlink_to(image_path(image_id))
-    (folder / "000000000001.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    detections = folder.parent / "detections.json"
+        (images / image_path(image_id).name).symlink_to(image_path(image_id))
+    (images / "000000000001.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    detections = folder / "detections.json"
     rows = [
         {"image_id": image_id, "category_id": 1, "bbox": box, "score": 1.0}
         for image_id in calibration_ids
         for box in boxes[image_id]
     ]
     detections.write_text(json.dumps(rows))
-    output = folder.parent / "model_int8.onnx"
+    output = folder / "model_int8.onnx"
     notes = io.StringIO()
     with contextlib.redirect_stderr(notes):
         code = main(
             [
                 "export", "onnx", "--weights", str(checkpoint), "--output", str(output),
-                "--int8", "--calibration", str(folder), "--calibration-detections",
+                "--int8", "--calibration", str(images), "--calibration-detections",
                 str(detections),
             ]
         )  # fmt: skip
@@ -116,11 +157,28 @@ def int8_export(checkpoint, split_images, tmp_path_factory):
     return output, len(rows)
 
 
-@pytest.fixture(scope="module")
-def float_export(checkpoint, tmp_path_factory):
-    path = tmp_path_factory.mktemp("float") / "model.onnx"
+def export_float(checkpoint: Path, folder: Path) -> Path:
+    path = folder / "model.onnx"
     assert main(["export", "onnx", "--weights", str(checkpoint), "--output", str(path)]) == 0
     return path
+
+
+@pytest.fixture(scope="module")
+def int8_export(checkpoint, split_images, tmp_path_factory):
+    return export_int8(checkpoint, split_images, tmp_path_factory.mktemp("int8"))
+
+
+@pytest.fixture(scope="module")
+def float_export(checkpoint, tmp_path_factory):
+    return export_float(checkpoint, tmp_path_factory.mktemp("float"))
+
+
+@pytest.fixture(scope="module")
+def unit_gain_exports(unit_gain_checkpoint, split_images, tmp_path_factory):
+    """(int8 file, float file) of the unit-gain network."""
+    folder = tmp_path_factory.mktemp("unit_gain_exports")
+    int8_path, _ = export_int8(unit_gain_checkpoint, split_images, folder)
+    return int8_path, export_float(unit_gain_checkpoint, folder)
 
 
 def held_out_crops(split_images) -> np.ndarray:
@@ -152,17 +210,95 @@ def test_int8_file_is_quantized_and_carries_the_record(int8_export, checkpoint, 
     assert meta["precision"] == "int8"
     calibration_ids = split_images[0]
     assert meta["calibration"].startswith(
-        f"minmax, {2 * people} crops (mirrored included) of {len(calibration_ids)} images"
+        f"percentile, {2 * people} crops (mirrored included) of {len(calibration_ids)} images"
     )
 
 
-def test_int8_heatmaps_stay_close_to_float_on_held_out_crops(
-    int8_export, float_export, split_images
-):
-    """CI's looser gate (see the module docstring)."""
+def int8_weights(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every int8 weight initializer a convolution or matrix product reads (QDQ: through a
+    DequantizeLinear; QOperator: QLinearConv / QLinearMatMul), with its zero points."""
+    graph = onnx.load(str(path)).graph
+    constants = {tensor.name: tensor for tensor in graph.initializer}
+    weight_input = {"DequantizeLinear": (0, 2), "QLinearConv": (3, 5), "QLinearMatMul": (3, 5)}
+    found = {}
+    for node in graph.node:
+        if node.op_type not in weight_input:
+            continue
+        value_at, zero_at = weight_input[node.op_type]
+        tensor = constants.get(node.input[value_at])
+        if tensor is None or tensor.data_type != onnx.TensorProto.INT8:
+            continue
+        zero = constants.get(node.input[zero_at]) if len(node.input) > zero_at else None
+        zeros = numpy_helper.to_array(zero) if zero is not None else np.zeros(1, np.int8)
+        found[tensor.name] = (numpy_helper.to_array(tensor), zeros)
+    return found
+
+
+def largest_pair_sum(weights: np.ndarray) -> int:
+    """The largest |w_a| + |w_b| of two weights of one output channel (axis 0): whatever
+    order a kernel packs a channel's weights in, no pair it forms can exceed this."""
+    magnitudes = np.abs(weights.reshape(len(weights), -1).astype(np.int32))
+    if magnitudes.shape[1] == 1:
+        return int(magnitudes.max())
+    top_two = -np.partition(-magnitudes, 1, axis=1)[:, :2]
+    return int(top_two.sum(axis=1).max())
+
+
+def test_no_uint8_int8_pair_sum_can_saturate_int16(int8_export):
+    """Issue 18: with 8-bit weights the int8 file was wrong on AVX2-only CPUs (0.305 relative
+    heatmap error on an AMD EPYC) and right on VNNI ones. This reads the file's integers, so
+    it fails on every CPU when a pair sum 255 * (|w_a| + |w_b|) can pass 32767."""
     path, _ = int8_export
+    weights = int8_weights(path)
+    assert len(weights) >= 10  # every convolution's weights, not a stray tensor
+    # Symmetric weights (zero point 0): the kernels multiply the stored integers as they are.
+    assert [name for name, (_, zeros) in weights.items() if np.any(zeros != 0)] == []
+    pairs = {name: largest_pair_sum(values) for name, (values, _) in weights.items()}
+    worst = max(pairs, key=pairs.get)
+    assert UINT8_MAX * pairs[worst] <= INT16_MAX, (
+        f"{worst}: 255 * {pairs[worst]} = {UINT8_MAX * pairs[worst]} > {INT16_MAX}"
+    )
+    # 7-bit weights, as the record says (reduce_range: [-64, 64]).
+    assert max(int(np.abs(values.astype(np.int32)).max()) for values, _ in weights.values()) <= 64
+    assert "reduce_range" in read_metadata(path)["quantization"]
+
+
+def test_largest_pair_sum_sees_any_two_weights_of_a_channel():
+    weights = np.zeros((2, 3, 3, 3), np.int8)
+    weights[0, 0, 0, 0], weights[0, 2, 2, 2] = 127, -90  # far apart in the channel
+    weights[1, 1, 1, 1] = -128  # one weight alone
+    assert largest_pair_sum(weights) == 217
+    assert largest_pair_sum(weights[1:]) == 128
+    assert largest_pair_sum(np.full((4, 1, 1, 1), -64, np.int8)) == 64
+    assert UINT8_MAX * largest_pair_sum(np.full((1, 8), 64, np.int8)) == 32640 <= INT16_MAX
+
+
+def test_int8_kernels_do_not_saturate_on_this_cpu(unit_gain_exports, split_images):
+    """The int8 file through ONNX Runtime's default kernels against the same file with
+    ``session.x64quantprecision`` (u8s8 products widened to 16 bits first: no saturation on any
+    x86-64 CPU). Measured on an AVX2-only AMD EPYC: identical with 7-bit weights, 57 % of the
+    peak apart with 8-bit ones (issue 18); two execution paths of one file that round
+    differently (QDQ fused or not) differ by up to 7 % on this untrained network, hence the
+    bound. On CPUs with VNNI both paths accumulate in 32 bits: the pair-sum test above is the
+    check that holds there too."""
+    path, _ = unit_gain_exports
     crops = held_out_crops(split_images)
-    assert relative_error(path, float_export, crops) < FIDELITY_BOUND
+    (kernels,) = onnx_session(path, 1).run(None, {"images": crops})
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.add_session_config_entry("session.x64quantprecision", "1")
+    widened = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    (expected,) = widened.run(None, {"images": crops})
+    assert np.abs(kernels - expected).max() / np.abs(expected).max() < SATURATION_BOUND
+
+
+def test_int8_heatmaps_stay_close_to_float_on_held_out_crops(unit_gain_exports, split_images):
+    """CI's looser gate (see the module docstring), on the unit-gain network: 8.3 % of the
+    peak with 7-bit weights on an AVX2-only AMD EPYC (7.4 % in exact 8-bit QDQ arithmetic; the
+    8-bit file's kernels there: 57 %)."""
+    int8_path, float_path = unit_gain_exports
+    crops = held_out_crops(split_images)
+    assert relative_error(int8_path, float_path, crops) < FIDELITY_BOUND
 
 
 def test_predict_runs_the_int8_file(int8_export, float_export, split_images, tmp_path, capsys):

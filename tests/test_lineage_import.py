@@ -297,8 +297,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(files, official, tmp_p
         (
             imagenet,
             (),
-            "imagenet.pth: expected a pose checkpoint (official HRNet, MMPose 0.x or "
-            "1.x), found the ImageNet classification HRNet backbone",
+            "imagenet.pth: expected a pose checkpoint (official HRNet or LDNet, MMPose 0.x "
+            "or 1.x), found the ImageNet classification HRNet backbone",
         ),
         (
             incomplete,

@@ -36,7 +36,7 @@ VAL_ANN = SHARED / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
 VIDEO = SHARED / "samples" / "video" / "posetrack18_000001.mp4"
 
 
-def make_checkpoint(path: Path, model_name="ldnet_static", dataset="coco", size=(64, 64)):
+def make_checkpoint(path: Path, model_name="ldnet_s", dataset="coco", size=(64, 64)):
     """A random-init checkpoint written the way `ldnet train` writes it."""
     from ldnet.data.keypoints import KEYPOINT_SETS
 
@@ -76,7 +76,7 @@ def only_line(text: str) -> str:
 
 
 def test_estimator_reads_architecture_joints_and_size_from_the_checkpoint(estimator):
-    assert estimator.record.model == "ldnet_static"
+    assert estimator.record.model == "ldnet_s"
     assert estimator.keypoint_set.name == "coco" and estimator.keypoint_set.num_joints == 17
     assert estimator.input_size == (64, 64)
     assert (estimator.record.codec, estimator.record.sigma) == ("dark", 2.0)
@@ -427,9 +427,9 @@ def test_checkpoint_for_another_joint_set_or_unsafe_is_refused(checkpoint, tmp_p
     mixed["model"]["num_joints"] = 16
     atomic_save(mixed, tmp_path / "mixed.pt")
     code, _, err = predict(tmp_path / "mixed.pt")
-    assert code == 2 and "mixed.pt: weights do not fit model 'ldnet_static'" in only_line(err)
+    assert code == 2 and "mixed.pt: weights do not fit model 'ldnet_s'" in only_line(err)
     # A bare state dict: the architecture would have to be guessed.
-    atomic_save(build_model("ldnet_static", 17).state_dict(), tmp_path / "bare.pt")
+    atomic_save(build_model("ldnet_s", 17).state_dict(), tmp_path / "bare.pt")
     code, _, err = predict(tmp_path / "bare.pt")
     assert code == 2 and "bare.pt: no model description" in only_line(err)
 

@@ -20,7 +20,7 @@ from ldnet.models import build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLES = SHARED / "samples"
-COCO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "coco_ldnet_256x192.yaml"
+COCO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "coco_ldnet_w32_256x192.yaml"
 DETECTIONS = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
 
 
@@ -43,7 +43,9 @@ def _json_files(folder, names):
 
 def test_detection_file_follows_the_data_root_override(tmp_path):
     root = coco_root(tmp_path)
-    config = load_config(COCO_CONFIG, [f"data.root={root}"])
+    # The config tests with ground-truth boxes (the release's setting); detector boxes are one
+    # override away and their file moves with data.root.
+    config = load_config(COCO_CONFIG, [f"data.root={root}", "test.use_gt_boxes=false"])
     assert detection_path(config) == root / DETECTIONS
     check_test_files(config)  # everything validation needs is there
     absolute = load_config(COCO_CONFIG, [f"test.detection_file={root / DETECTIONS}"])
@@ -54,7 +56,7 @@ def test_missing_detection_file_stops_training_at_start_up(tmp_path, capsys):
     root = coco_root(tmp_path, with_detections=False)
     (root / "images" / "train2017").mkdir()
     code = main(["train", str(COCO_CONFIG), f"data.root={root}", f"output_dir={tmp_path / 'runs'}",
-                 "--quiet"])  # fmt: skip
+                 "test.use_gt_boxes=false", "--quiet"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert f"test.detection_file: '{root / DETECTIONS}' does not exist" in err[0]
@@ -98,9 +100,9 @@ def test_each_rank_draws_its_own_augmentation_stream(monkeypatch):
 def random_checkpoint(path: Path, dataset: str, size) -> Path:
     torch.manual_seed(0)
     config = config_from_dict(
-        {"model": {"name": "ldnet_static"}, "data": {"dataset": dataset, "input_size": size}}
+        {"model": {"name": "ldnet_s"}, "data": {"dataset": dataset, "input_size": size}}
     )
-    model = build_model("ldnet_static", 17 if dataset == "coco" else 16)
+    model = build_model("ldnet_s", 17 if dataset == "coco" else 16)
     optimizer = torch.optim.Adam(model.parameters())
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     return atomic_save(checkpoint_payload(config, model, optimizer, scaler, 1, 1, 0.0), path)
@@ -116,7 +118,7 @@ def test_coco_test_dev_style_image_info_writes_a_submission_and_skips_metrics(tm
     weights = random_checkpoint(tmp_path / "w.pt", "coco", [64, 64])
     config = tmp_path / "c.yaml"
     save_config(
-        config_from_dict({"model": {"name": "ldnet_static"}, "data": {"input_size": [64, 64]}}),
+        config_from_dict({"model": {"name": "ldnet_s"}, "data": {"input_size": [64, 64]}}),
         config,
     )
     code = main(["test", str(config), "--weights", str(weights), "--ann", str(image_info),
@@ -145,7 +147,7 @@ def test_mpii_test_set_writes_pred_mat_and_skips_metrics(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     save_config(
         config_from_dict(
-            {"model": {"name": "ldnet_static"}, "data": {"dataset": "mpii", "input_size": [64, 64]}}
+            {"model": {"name": "ldnet_s"}, "data": {"dataset": "mpii", "input_size": [64, 64]}}
         ),
         config,
     )
@@ -174,3 +176,25 @@ def test_init_weights_takes_a_catalogue_name_or_says_it_knows_none():
     info = SimpleNamespace(device=torch.device("cpu"), is_main=True, distributed=False)
     with pytest.raises(LDNetError, match="no such file or known weights name: no_such_weights"):
         build_network(config, record_of(config), info, initialise=True)
+
+
+@pytest.mark.slow
+def test_official_recipe_config_trains_and_validates_on_real_data(tmp_path):
+    """The shipped official-recipe config, cut to two iterations on COCO-MINI train2017 and a
+    CPU-sized input, trains the official network in HRNet's convention with the msra codec,
+    validates on val2017 with ground-truth boxes, and records both in the checkpoint."""
+    from ldnet.checkpoint import load_checkpoint
+    from ldnet.inference import record_from_checkpoint
+
+    run_dir = tmp_path / "run"
+    code = main(["train", str(COCO_CONFIG), f"data.root={SHARED / 'coco-mini'}",
+                 "data.input_size=[128,96]", "data.workers=0", "train.batch_size=2",
+                 "train.epochs=1", "train.max_iters_per_epoch=2", "test.batch_size=16",
+                 "--device", "cpu", "--run-dir", str(run_dir), "--quiet"])  # fmt: skip
+    assert code == 0
+    state = load_checkpoint(run_dir / "last.pt")
+    record = record_from_checkpoint(state, "last.pt")
+    assert (record.model, record.convention, record.codec) == ("ldnet_w32", "hrnet", "msra")
+    assert state["iteration"] == 2 and state["config"]["data"]["train_split"] == "train2017"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["AP"] <= 1.0

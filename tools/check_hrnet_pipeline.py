@@ -19,6 +19,23 @@ reference keypoints and scores), which ``tests/test_hrnet_convention.py`` compar
 ``ldnet predict`` on a checkpoint recorded in the ``"hrnet"`` convention, and prints how far
 ldnet's own path (``PoseEstimator``, in process) is from the reference, and how far each
 heatmap's maximum is from a tie (random weights give flat-ish heatmaps).
+
+Official LDNet weights (the LDNet release is a fork of HRNet's code: its test pipeline is
+HRNet's, the same files):
+
+    .venv/bin/python tools/check_hrnet_pipeline.py --hrnet-repo /tmp/hrnet-ref \
+        --model ldnet_w32 --ldnet-repo /tmp/ldnet-ref/LDNet_Code
+
+The network of HRNet's pipeline is then the official LDNet model itself (loaded from
+``--ldnet-repo`` as ``tools/check_ldnet_reference.py`` does, with the seeded weights of
+``tests/lineage_weights.py::seeded_ldnet_weights``); the weights are saved as the official
+training code saves them (``final_state.pth``, a bare state dict; ``checkpoint.pth``,
+DataParallel's ``module.`` prefix), and each goes through ``ldnet weights import`` into
+``ldnet predict`` (with the ground-truth boxes as detections), and once in memory
+(``--weights final_state.pth --model ldnet_w32 --input 256x192``). It writes
+``tests/fixtures/ldnet_pipeline_keypoints.json`` (``tests/test_lineage_ldnet.py`` runs the
+same import and prediction against it). Must hold: within 0.05 px of HRNet's pipeline on
+every joint clear of a tie.
 """
 
 from __future__ import annotations
@@ -45,6 +62,7 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # A decision this far from a tie cannot flip between two float32 runs of the network (their
 # heatmaps differ by ~1e-4 at most; measured and printed below).
 CLEAR_MARGIN = 1e-3
+LDNET_PRESETS = ("ldnet_w32", "ldnet_w48", "ldnet_w32_ld3", "ldnet_w48_ld3")
 
 
 # -- the reference's code, loaded from the user's checkout --------------------------------
@@ -192,7 +210,11 @@ def decision_margins(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # -- ldnet's path on the same people ---------------------------------------------------------
 def ldnet_path(
-    state: dict, images: dict, people: list[dict], convention: str = "hrnet"
+    state: dict,
+    images: dict,
+    people: list[dict],
+    convention: str = "hrnet",
+    model_name: str = "hrnet_w32",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints (N, K, 3) and flip-tested heatmaps of ``PoseEstimator`` on a record in
     ``convention`` with the MSRA decoder."""
@@ -201,10 +223,10 @@ def ldnet_path(
     from ldnet.models import build_model
     from ldnet.predict import PoseEstimator
 
-    model = build_model("hrnet_w32")
+    model = build_model(model_name)
     model.load_state_dict(state)
     model.eval()
-    record = ModelRecord("hrnet_w32", 17, "coco", INPUT_SIZE, "msra", convention=convention)
+    record = ModelRecord(model_name, 17, "coco", INPUT_SIZE, "msra", convention=convention)
     estimator = PoseEstimator(TorchBackend(model), record)
     keypoints, heatmaps = [], []
     for file_name, image in images.items():
@@ -223,9 +245,23 @@ def main(argv=None) -> int:
     parser.add_argument("--people", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0, help="seed of tests/lineage_weights.py")
     parser.add_argument(
-        "--output", type=Path, default=REPO / "tests/fixtures/hrnet_pipeline_keypoints.json"
+        "--model",
+        default="hrnet_w32",
+        choices=["hrnet_w32", *LDNET_PRESETS],
+        help="hrnet_w32 (ours, as HRNet's W32), or an LDNet preset: the official LDNet "
+        "model of --ldnet-repo in HRNet's pipeline, its files through ldnet weights import",
+    )
+    parser.add_argument("--ldnet-repo", type=Path, help="export of NBU-CVMI/LDNet (LDNet_Code)")
+    parser.add_argument(
+        "--output", type=Path, help="default: tests/fixtures/{hrnet,ldnet}_pipeline_keypoints.json"
     )
     args = parser.parse_args(argv)
+    ldnet = args.model != "hrnet_w32"
+    if ldnet and args.ldnet_repo is None:
+        parser.error(f"--model {args.model} needs --ldnet-repo (the official LDNet code)")
+    if args.output is None:
+        family = "ldnet" if ldnet else "hrnet"
+        args.output = REPO / f"tests/fixtures/{family}_pipeline_keypoints.json"
     torch.set_num_threads(2)
 
     from ldnet.files import atomic_path
@@ -233,9 +269,21 @@ def main(argv=None) -> int:
 
     lineage = _load_module("lineage_weights", REPO / "tests/lineage_weights.py")
     reference = load_reference(args.hrnet_repo)
-    model = build_model("hrnet_w32")
-    state = lineage.seeded_weights(model.state_dict(), args.seed)
-    model.load_state_dict(state)
+    if ldnet:
+        official_tool = _load_module(
+            "check_ldnet_reference", REPO / "tools/check_ldnet_reference.py"
+        )
+        official = official_tool.seeded_official_weights(args.model, args.seed)
+        module = official_tool.load_official(args.ldnet_repo)
+        config = official_tool.official_config(args.ldnet_repo, args.model)
+        model = module.get_pose_net(config, is_train=False)  # the official network
+        model.load_state_dict(official, strict=True)
+        weights = "seeded_ldnet_weights"
+    else:
+        model = build_model("hrnet_w32")
+        state = lineage.seeded_weights(model.state_dict(), args.seed)
+        model.load_state_dict(state)
+        weights = "seeded_weights"
     model.eval()
 
     people = coco_people(args.coco, args.images, args.people)
@@ -254,17 +302,13 @@ def main(argv=None) -> int:
     reference_scores = np.concatenate([r["scores"] for r in results])
     reference_maps = np.concatenate([r["heatmaps"] for r in results])
     margins, refined = decision_margins(reference_maps)
-
-    ours, our_maps = ldnet_path(state, images_bgr, people)
-    map_difference = np.abs(our_maps - reference_maps).max()
-    difference = np.abs(ours[..., :2] - reference_points).max()
-    score_difference = np.abs(ours[..., 2] - reference_scores).max()
+    network = "the official LDNet model (" + args.model + ")" if ldnet else "hrnet_w32"
     fixture = {
-        "what": "HRNet's own test pipeline (its _xywh2cs, get_affine_transform crop, flip test "
-        "with the one-pixel shift, get_final_preds) with hrnet_w32 and "
-        f"tests/lineage_weights.py::seeded_weights(seed={args.seed}), on COCO val2017 "
+        "what": f"HRNet's own test pipeline (its _xywh2cs, get_affine_transform crop, flip test "
+        f"with the one-pixel shift, get_final_preds) with {network} and "
+        f"tests/lineage_weights.py::{weights}(seed={args.seed}), on COCO val2017 "
         "ground-truth boxes given as detections; made by tools/check_hrnet_pipeline.py",
-        "model": "hrnet_w32",
+        "model": args.model,
         "seed": args.seed,
         "input_size": list(INPUT_SIZE),
         "reference_sha256": reference.sha256,
@@ -288,28 +332,140 @@ def main(argv=None) -> int:
     with atomic_path(args.output) as temporary:
         temporary.write_text(json.dumps(fixture, indent=1) + "\n")
     clear = margins >= CLEAR_MARGIN
-    per_joint = np.abs(ours[..., :2] - reference_points).max(axis=-1)
     print(f"{len(people)} people on {len(images_bgr)} images; wrote {args.output}")
     print(
         f"joints: {margins.size}; decisions clear of a tie by >= {CLEAR_MARGIN:g}: "
         f"{int(clear.sum())}, of which {int((clear & refined).sum())} with a positive maximum "
         f"inside the quarter-offset area; smallest margin {margins.min():.2g}"
     )
-    print(f"flip-tested heatmaps, ldnet vs HRNet: max |difference| {map_difference:.2g}")
+    if ldnet:
+        ok, state = ldnet_files(args, official, fixture, clear)
+    else:
+        ok = True
+    ours, our_maps = ldnet_path(state, images_bgr, people, model_name=args.model)
+    scale = np.abs(reference_maps).max()
+    map_difference = np.abs(our_maps - reference_maps).max()
+    difference = np.abs(ours[..., :2] - reference_points).max()
+    score_difference = np.abs(ours[..., 2] - reference_scores).max()
+    per_joint = np.abs(ours[..., :2] - reference_points).max(axis=-1)
+    print(
+        f"flip-tested heatmaps, ldnet vs HRNet: max |difference| {map_difference:.2g} "
+        f"(scale {scale:.3g})"
+    )
     print(
         "ldnet PoseEstimator (convention hrnet, msra) vs HRNet, max |dx|, |dy|: "
         f"{difference:.2g} px over all joints, {per_joint[clear].max():.2g} px over the clear "
         f"ones; max |score difference| {score_difference:.2g}"
     )
     # The control: the same weights decoded in the wrong (ldnet) convention must miss.
-    wrong, _ = ldnet_path(state, images_bgr, people, convention="ldnet")
+    wrong, _ = ldnet_path(state, images_bgr, people, convention="ldnet", model_name=args.model)
     wrong_difference = np.abs(wrong[..., :2] - reference_points).max(axis=-1)[clear]
     print(
         "control, the same weights in the ldnet convention vs HRNet: max "
         f"{wrong_difference.max():.2g} px, median {np.median(wrong_difference):.2g} px"
     )
     difference = per_joint[clear].max()
-    return 0 if difference <= 0.05 else 1
+    ok &= difference <= 0.05
+    print("all checks hold (<= 0.05 px)" if ok else "A CHECK FAILED")
+    return 0 if ok else 1
+
+
+def ldnet_files(args, official: dict, fixture: dict, clear: np.ndarray) -> tuple[bool, dict]:
+    """The official weights as the official code saves them -> ``ldnet weights import`` ->
+    ``ldnet predict`` (and in memory: ``--weights FILE.pth --model --input``), against the
+    fixture's keypoints. Returns whether every path held, and the imported state."""
+    import tempfile
+
+    from ldnet.checkpoint import load_checkpoint
+    from ldnet.cli import main as ldnet_cli
+    from ldnet.lineage.layouts import as_layout
+
+    people = fixture["people"]
+    reference = np.array([p["keypoints"] for p in people])
+    ok, state = True, None
+    with tempfile.TemporaryDirectory(prefix="ldnet-pipeline-") as folder:
+        folder = Path(folder)
+        images = folder / "images"
+        images.mkdir()
+        for name in {p["file_name"] for p in people}:
+            (images / name).symlink_to((args.coco / "images/val2017" / name).resolve())
+        detections = folder / "boxes.json"
+        detections.write_text(json.dumps([
+            {"image_id": p["image_id"], "category_id": 1, "bbox": p["bbox"], "score": 1.0}
+            for p in people
+        ]))  # fmt: skip
+        runs = []
+        for name, wrapped in (("final_state.pth", False), ("checkpoint.pth", True)):
+            path = folder / name
+            torch.save(
+                as_layout(official, "ldnet-official", wrapped),
+                path,
+                _use_new_zipfile_serialization=False,  # PyTorch 1.4's format
+            )
+            imported = path.with_suffix(".pt")
+            runs.append(
+                (
+                    f"{name} imported",
+                    ["weights", "import", str(path), "--model", args.model, "--input", "256x192"]
+                    + ["--output", str(imported)],
+                    ["--weights", str(imported)],
+                )
+            )
+        memory = ["--weights", str(folder / "final_state.pth"), "--model", args.model]
+        runs.append(("final_state.pth in memory", None, memory + ["--input", "256x192"]))
+        for label, import_command, weights in runs:
+            if import_command is not None:
+                code, out = _cli(ldnet_cli, import_command)
+                print(f"$ ldnet {' '.join(import_command)}\n  {out}")
+                if code != 0:
+                    return False, {}
+                if state is None:
+                    state = load_checkpoint(import_command[-1])["state_dict"]
+            out_dir = folder / f"out-{len(label)}-{label.split('.')[0]}"
+            command = ["predict", str(images), *weights, "--detections", str(detections)]
+            command += ["--decoder", "msra", "--output", str(out_dir), "--no-overlay"]
+            command += ["--quiet", "--threads", "2"]
+            code, out = _cli(ldnet_cli, command)
+            print(f"$ ldnet {' '.join(command)}")
+            if code != 0:
+                print(f"  failed: {out}")
+                return False, {}
+            rows = json.loads((out_dir / "results.json").read_text())
+            ours = np.stack([row for _, row in _match_people(people, rows)])
+            per_joint = np.abs(ours[..., :2] - reference).max(axis=-1)
+            scores = np.abs(ours[..., 2] - np.array([p["scores"] for p in people])).max()
+            ok &= len(rows) == len(people) and per_joint[clear].max() <= 0.05
+            print(
+                f"  {label}: {len(rows)} people; max |dx|, |dy| vs HRNet's pipeline "
+                f"{per_joint[clear].max():.2g} px over the clear joints "
+                f"({per_joint.max():.2g} over all); max |score difference| {scores:.2g}"
+            )
+    return ok, state
+
+
+def _cli(main, command: list[str]) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        code = main(command)
+    return code, output.getvalue().strip()
+
+
+def _match_people(fixture_people, rows) -> list[tuple[dict, np.ndarray]]:
+    """Pair each reference person with the result row of its image nearest to it."""
+    pairs = []
+    for person in fixture_people:
+        candidates = [
+            np.array(row["keypoints"]).reshape(-1, 3)
+            for row in rows
+            if row["image_id"] == person["image_id"]
+        ]
+        reference = np.array(person["keypoints"])
+        distance = [np.abs(c[:, :2] - reference).max() for c in candidates]
+        pairs.append((person, candidates[int(np.argmin(distance))]))
+    return pairs
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@
         [--threads 2] [--runs 10]
 
 Each model runs as `PoseEstimator` runs it (a fixed-batch graph per batch size, BatchNorm
-folded, LDConv's per-sample kernels mixed in the graph and, where the CPU has ONNX Runtime's
-blocked kernels, convolved in them). Convolutions are split by kind
+folded, LDConv's per-sample kernels mixed in the graph). Convolutions are split by kind
 (dense k x k, depthwise, 1x1) because that split is what tells a light network's time from a
 heavy one's; the profiler's own overhead per operator inflates networks with many small
 operators, so compare the shares, not the milliseconds, with `ldnet bench`.
@@ -52,9 +51,9 @@ def profile(model_name: str, batch: int, input_size, threads: int, runs: int, fo
 
     model_folder = Path(folder) / model_name
     model_folder.mkdir(exist_ok=True)
-    path, optimised = export_fixed_batch(build_model(model_name), batch, input_size, model_folder)
+    path = export_fixed_batch(build_model(model_name), batch, input_size, model_folder)
     prefix = str(Path(folder) / f"profile-{model_name}-{batch}")
-    session = onnx_session(path, threads, prefix, optimised)
+    session = onnx_session(path, threads, prefix)
     feed = {INPUT_NAME: np.random.default_rng(0).random((batch, 3, *input_size), np.float32)}
     for _ in range(runs):
         session.run(None, feed)

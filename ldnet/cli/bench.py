@@ -165,9 +165,12 @@ def run(args) -> int:
     print(header)
     for result in results:
         rate = "" if result.model == PEAK_MODEL else f"{result.images_per_s:.1f}"
+        # Training rows carry no MAC count (a backward pass's is not the forward's x 2 for
+        # every layer): "-" rather than a rate of 0.
+        gmacs = "-" if result.gmac_per_s is None else f"{result.gmac_per_s:.1f}"
         line = (
             f"{result.backend:<19} {result.model:<18} {result.batch:>5} "
-            f"{rate:>9} {result.ms_per_batch:>9.1f} {result.gmac_per_s or 0:>7.1f}"
+            f"{rate:>9} {result.ms_per_batch:>9.1f} {gmacs:>7}"
         )
         key = (result.backend if several else "", result.model, result.batch)
         if ratios:

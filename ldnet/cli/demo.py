@@ -20,7 +20,7 @@ def register(subparsers) -> None:
         "--output", type=Path, default=Path("runs"), help="parent of the run folder"
     )
     parser.add_argument(
-        "--epochs", type=positive_int, help="training epochs (default: the demo's recipe, 9)"
+        "--epochs", type=positive_int, help="training epochs (default: the demo's recipe, 24)"
     )
     parser.add_argument("--train-images", type=positive_int, default=1200)
     parser.add_argument("--val-images", type=positive_int, default=200)

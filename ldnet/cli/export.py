@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ldnet.datasets import DATASETS
-from ldnet.quantize import CALIBRATION_METHODS
+from ldnet.quantize import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 
 from .common import CLIError, input_size, model_choice, positive_int
 
@@ -59,9 +59,9 @@ def register(subparsers) -> None:
     int8.add_argument(
         "--calibration-method",
         choices=CALIBRATION_METHODS,
-        default="minmax",
-        help="how activation ranges are taken from the crops (default: minmax, the one that "
-        "kept the AP in the README's table)",
+        default=DEFAULT_CALIBRATION_METHOD,
+        help="how activation ranges are taken from the crops (default: percentile, which "
+        'clips the outliers MinMax keeps; README "int8")',
     )
     onnx.set_defaults(run=run)
 

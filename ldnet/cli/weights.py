@@ -1,5 +1,6 @@
-"""`ldnet weights import|list|get`: weights of the HRNet lineage (official HRNet and MMPose
-checkpoints, the ImageNet backbone) as ldnet checkpoints, and the catalogue of public ones.
+"""`ldnet weights import|list|get`: weights of the HRNet lineage (official HRNet, MMPose and
+LDNet checkpoints, the ImageNet backbone) as ldnet checkpoints, and the catalogue of public
+ones.
 
 Each sub-command's work is in ``ldnet.lineage``; this module only parses arguments."""
 
@@ -15,19 +16,32 @@ from .common import input_size
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "weights",
-        help="import official HRNet / MMPose checkpoints; list and download public weights",
+        help="import official HRNet / LDNet / MMPose checkpoints; list and download public weights",
     )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     imported = verbs.add_parser(
         "import",
-        help="an official HRNet, MMPose 0.x / 1.x or DDP checkpoint -> an ldnet checkpoint",
+        help="an official HRNet or LDNet, MMPose 0.x / 1.x or DDP checkpoint -> an ldnet "
+        "checkpoint",
     )
     imported.add_argument("file", type=Path, metavar="FILE")
-    imported.add_argument("--model", required=True, help="the network the file holds (hrnet_w32)")
+    imported.add_argument(
+        "--model",
+        required=True,
+        help="the network the file holds: hrnet_w32 (HRNet, MMPose); ldnet_w32, ldnet_w48, "
+        "ldnet_w32_ld3, ldnet_w48_ld3 (official LDNet: its width, its block order)",
+    )
     imported.add_argument("--input", required=True, type=input_size, metavar="HxW")
     imported.add_argument("--dataset", choices=list(DATASETS), help="default: from the joints")
     imported.add_argument("--decoder", choices=["msra", "dark"], default=None)
+    imported.add_argument(
+        "--temperature",
+        type=_temperature,
+        metavar="T",
+        help="LDNet: the kernel attention's softmax temperature to run the weights at "
+        "(default 34, the official model's; 1 after the annealing schedule)",
+    )
     imported.add_argument("--output", required=True, type=Path, metavar="OUT.pt")
     imported.set_defaults(run=run_import)
 
@@ -58,17 +72,32 @@ def run_import(args) -> int:
         input_size=args.input,
         dataset=args.dataset,
         decoder=args.decoder,
+        temperature=args.temperature,
     )
     written = load_checkpoint(output)  # read back: what the other commands will see
     record = record_from_checkpoint(written, str(output))
     source = written["source"]
+    temperature = "" if record.temperature is None else f", temperature {record.temperature:g}"
     print(
         f"wrote {output}: {record.model}, {record.num_joints} joints ({record.dataset}), "
         f"{record.input_size[0]}x{record.input_size[1]}, {record.codec} decoding "
-        f"(sigma {record.sigma:g}), {record.convention} convention; from {source['file']} "
-        f"({source['layout']}, sha256 {source['sha256'][:12]})"
+        f"(sigma {record.sigma:g}), {record.convention} convention{temperature}; from "
+        f"{source['file']} ({source['layout']}, sha256 {source['sha256'][:12]})"
     )
     return 0
+
+
+def _temperature(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
 
 
 def run_list(args) -> int:

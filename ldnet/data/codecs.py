@@ -13,7 +13,7 @@ about half a pixel (MMPose 1.x codec style). Two codecs:
 
 Heatmap <-> input, in the two coordinate conventions a codec can carry (``CONVENTIONS``):
 
-- ``"ldnet"`` (ours, what ``ldnet train`` uses): heatmap pixel ``u`` covers input pixels
+- ``"ldnet"`` (ours, ``ldnet train``'s default): heatmap pixel ``u`` covers input pixels
   ``[s*u, s*u + s - 1]`` for stride ``s``, so its centre is at input ``x = s*u + (s - 1) / 2``.
   Together with the pixel-centre crop of ``transforms`` this is exactly flip-equivariant:
   mirroring the input (x -> W - 1 - x) mirrors the heatmap (u -> w - 1 - u), so the flip test
@@ -24,8 +24,9 @@ Heatmap <-> input, in the two coordinate conventions a codec can carry (``CONVEN
   flip-exact, so its flip test moves the mirrored heatmap one pixel right (``flip_shift_px``),
   and its quarter offset refines only away from the border (``get_final_preds``).
 
-The convention is a test-time property of imported weights: a codec in either one encodes
-and decodes consistently, but the training recipe writes ``"ldnet"``.
+A codec in either convention encodes and decodes consistently. Imported HRNet/MMPose weights
+carry ``"hrnet"``; a training run uses its config's ``data.convention`` (``"ldnet"`` unless
+set; the official-recipe configs set ``"hrnet"``, as the LDNet release's pipeline).
 
 Shapes: keypoints (..., K, 2) as (x, y); heatmaps (..., K, h, w); sizes are (height, width).
 Everything is vectorised over people and joints.

@@ -26,6 +26,7 @@ def record_of(config: ExperimentConfig) -> ModelRecord:
         input_size=tuple(config.data.input_size),
         codec=config.test.decoder,
         sigma=config.data.sigma,
+        convention=config.data.convention,
     )
 
 

@@ -21,16 +21,15 @@ class JointsMSELoss(nn.Module):
 
 
 def supervised_loss(
-    outputs: list[torch.Tensor],
+    outputs: torch.Tensor | list[torch.Tensor],
     target: torch.Tensor,
     target_weight: torch.Tensor,
-    intermediate_weight: float = 1.0,
     criterion: nn.Module | None = None,
 ) -> torch.Tensor:
-    """Loss over every supervised heatmap: the final one, plus the KRM's intermediate
-    one(s) scaled by ``intermediate_weight``."""
+    """Loss of the predicted heatmaps: a tensor, or the list ``model(images, all_outputs=True)``
+    returns (LDNet supervises one heatmap, the refinement module's output; every element of
+    a longer list would count alike)."""
     criterion = criterion or JointsMSELoss()
-    loss = criterion(outputs[-1], target, target_weight)
-    for extra in outputs[:-1]:
-        loss = loss + intermediate_weight * criterion(extra, target, target_weight)
-    return loss
+    if isinstance(outputs, torch.Tensor):
+        return criterion(outputs, target, target_weight)
+    return sum(criterion(output, target, target_weight) for output in outputs)

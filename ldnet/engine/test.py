@@ -132,6 +132,7 @@ def _note_record_differences(config: ExperimentConfig, record: ModelRecord, sour
             ("input size", record.input_size, wanted.input_size),
             ("codec", record.codec, wanted.codec),
             ("sigma", record.sigma, wanted.sigma),
+            ("convention", record.convention, wanted.convention),
         )
         if theirs != ours
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,7 +30,9 @@ from ldnet.data.dataset import before_forking_workers, worker_init_fn
 from ldnet.datasets import dataset_kind
 from ldnet.errors import LDNetError
 from ldnet.inference import ModelRecord, record_from_checkpoint
-from ldnet.models import build_model, set_attention_temperature
+from ldnet.models import attention_temperature, build_model, set_attention_temperature
+from ldnet.models.fuse import to_channels_last
+from ldnet.models.ldconv import INITIAL_TEMPERATURE
 
 from . import distributed
 from .data import check_test_files, record_of, test_dataset, train_dataset
@@ -60,11 +62,13 @@ def unwrap(model):
 
 
 def checkpoint_payload(config, model, optimizer, scaler, epoch, iteration, best):
-    """A checkpoint: the weights' record (network, joint set, codec, convention), the
-    weights, the optimiser state and where the run is."""
+    """A checkpoint: the weights' record (network, joint set, codec, convention, the
+    attention temperature the weights were last trained at), the weights, the optimiser
+    state and where the run is."""
+    record = replace(record_of(config), temperature=attention_temperature(unwrap(model)))
     return {
         "format": "ldnet-checkpoint-1",
-        **record_of(config).to_checkpoint(),
+        **record.to_checkpoint(),
         "state_dict": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
@@ -96,11 +100,23 @@ def learning_rate(config: ExperimentConfig, epoch: int, iteration: int) -> float
     return lr
 
 
-def _temperature(config: ExperimentConfig, epoch: int) -> float:
-    epochs = config.train.temperature_epochs
-    if epochs <= 0 or epoch >= epochs:
-        return 1.0
-    return config.train.temperature_start + (1.0 - config.train.temperature_start) * epoch / epochs
+# The official LDConv's temperature schedule: its attention starts at INITIAL_TEMPERATURE (34)
+# and each call of its update method takes 3 off, down to 1. The release never calls it (its
+# training script is missing); `train.temperature_anneal` calls it once per epoch.
+TEMPERATURE_STEP = 3.0
+FINAL_TEMPERATURE = 1.0
+
+
+def attention_temperature_at(config: ExperimentConfig, epoch: int) -> float | None:
+    """The LDConv attention temperature for ``epoch`` (0-based), or None to leave the model's
+    own (34 from construction, as the release trains and tests) untouched.
+
+    With ``train.temperature_anneal``: max(34 - 3 * epoch, 1), i.e. 34, 31, ..., 4 over the
+    first 11 epochs and 1 from then on. A pure function of the epoch, so a resumed run (whose
+    model is built afresh at 34) continues on the same curve."""
+    if not config.train.temperature_anneal:
+        return None
+    return max(INITIAL_TEMPERATURE - TEMPERATURE_STEP * epoch, FINAL_TEMPERATURE)
 
 
 # -- the named steps ------------------------------------------------------------------------
@@ -139,7 +155,7 @@ def build_network(config: ExperimentConfig, record: ModelRecord, info, initialis
             print(describe_initial_weights(path, report))
     model.to(info.device)
     if info.device.type == "cpu":
-        model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     if config.train.sync_bn and info.distributed:
         if info.device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -191,7 +207,9 @@ def train_one_epoch(session: Session, progress: Progress, bar) -> None:
     )
     info, log, epoch = session.info, session.log, progress.epoch
     session.loader.sampler.set_epoch(epoch)
-    set_attention_temperature(model, _temperature(config, epoch))
+    temperature = attention_temperature_at(config, epoch)
+    if temperature is not None:
+        set_attention_temperature(model, temperature)
     model.train()
     use_amp = scaler.is_enabled()
     started, seen = time.perf_counter(), 0
@@ -208,7 +226,7 @@ def train_one_epoch(session: Session, progress: Progress, bar) -> None:
         weight = weight.to(info.device, non_blocking=True)
         with torch.autocast(info.device.type, enabled=use_amp):
             outputs = model(images, all_outputs=True)
-        loss = supervised_loss(outputs, target, weight, config.train.intermediate_loss_weight)
+        loss = supervised_loss(outputs, target, weight)
         mean_loss = distributed.all_reduce_mean(loss.detach(), info)
         if not torch.isfinite(mean_loss):
             raise TrainingDiverged(
@@ -316,4 +334,4 @@ def _report(state: Progress, log, main_metric: str) -> None:
         print(f"epoch {state.epoch}: {summary}")
 
 
-__all__ = ["TrainingDiverged", "train", "validate"]
+__all__ = ["TrainingDiverged", "attention_temperature_at", "train", "validate"]

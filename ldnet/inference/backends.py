@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ldnet.models.fuse import fuse_for_inference
+from ldnet.models.fuse import fuse_for_inference, to_channels_last
 
 BACKENDS = ("pytorch", "onnxruntime")
 
@@ -27,7 +27,7 @@ class TorchBackend:
         self.device = torch.device(device)
         self.model = fuse_for_inference(model).to(self.device)
         if self.device.type == "cpu":
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = to_channels_last(self.model)
 
     @torch.inference_mode()
     def __call__(self, crops: np.ndarray) -> np.ndarray:
@@ -41,11 +41,9 @@ def onnx_session(
     path: str | Path,
     threads: int | None = None,
     profile_prefix: str | None = None,
-    optimised: bool = False,
 ):
     """An ONNX Runtime CPU session as every `ldnet` command opens one; with ``profile_prefix``
-    ONNX Runtime's own profiler records every operator (``tools/profile_onnx.py``). An
-    ``optimised`` file (``blocked_graph``) is run as it is, without optimising it again."""
+    ONNX Runtime's own profiler records every operator (``tools/profile_onnx.py``)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -54,11 +52,7 @@ def onnx_session(
         options.profile_file_prefix = profile_prefix
     # Same thread count as PyTorch unless told otherwise, so the two compare like for like.
     options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.graph_optimization_level = (
-        onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        if optimised
-        else onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    )
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Worker threads that spin after a run keep a core busy that PyTorch, the video decoder
     # or the next request wants; they still spin inside a run, between its operators.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -70,8 +64,8 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int | None = None, optimised: bool = False):
-        self.session = onnx_session(path, threads, optimised=optimised)
+    def __init__(self, path: str | Path, threads: int | None = None):
+        self.session = onnx_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
 
     @classmethod
@@ -90,9 +84,8 @@ class BatchSpecializedOnnxBackend:
     """A network in ONNX Runtime as fixed-batch graphs, one per power-of-two batch size.
 
     A fixed batch lets LDConv mix each sample's kernel inside the graph and run one
-    depthwise convolution (the "aggregate" execution), which a dynamic-batch graph cannot
-    express; where the CPU has them, those convolutions then run in ONNX Runtime's blocked
-    kernels (``blocked_depthwise``). A batch of N crops runs as chunks of the powers of two
+    convolution per sample (the "aggregate" execution), which a dynamic-batch graph cannot
+    express. A batch of N crops runs as chunks of the powers of two
     in N's binary form (up to ``largest``; 5 = 4 + 1): at most log2(largest) + 1 graphs are
     ever exported, each the first time it is needed, and no crop is padded.
     """
@@ -124,8 +117,8 @@ class BatchSpecializedOnnxBackend:
     def session_for(self, batch: int) -> OnnxRuntimeBackend:
         if batch not in self.sessions:
             with tempfile.TemporaryDirectory(prefix="ldnet-onnx-") as folder:
-                path, optimised = export_fixed_batch(self.model, batch, self.input_size, folder)
-                self.sessions[batch] = OnnxRuntimeBackend(path, self.threads, optimised)
+                path = export_fixed_batch(self.model, batch, self.input_size, folder)
+                self.sessions[batch] = OnnxRuntimeBackend(path, self.threads)
         return self.sessions[batch]
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
@@ -136,18 +129,11 @@ class BatchSpecializedOnnxBackend:
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
 
-def export_fixed_batch(
-    model: torch.nn.Module, batch: int, input_size, folder: str | Path
-) -> tuple[Path, bool]:
-    """``model`` as the fastest ONNX graph for ``batch`` crops on this machine, written into
-    ``folder``: the path, and whether ONNX Runtime has optimised it already."""
+def export_fixed_batch(model: torch.nn.Module, batch: int, input_size, folder: str | Path) -> Path:
+    """``model`` as an ONNX graph for exactly ``batch`` crops, written into ``folder``."""
     from ldnet.export import export_onnx
 
-    from .blocked_depthwise import blocked_graph
-
-    path = export_onnx(model, Path(folder) / f"model-batch{batch}.onnx", input_size, batch=batch)
-    blocked = blocked_graph(path, folder)
-    return (path, False) if blocked is None else (blocked, True)
+    return export_onnx(model, Path(folder) / f"model-batch{batch}.onnx", input_size, batch=batch)
 
 
 def make_backend(model: torch.nn.Module, backend: str, input_size, *, device="cpu", threads=None):

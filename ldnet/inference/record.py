@@ -38,6 +38,9 @@ class ModelRecord:
     sigma: float = 2.0  # Gaussian of the training targets (and of DARK's blur)
     heatmap_size: tuple[int, int] | None = None  # (height, width); None: input / 4
     convention: str = "ldnet"
+    # The softmax temperature of the network's kernel attention (LDConv), the one the weights
+    # are run at; None: the network has none, or the record predates it (the preset's own, 34).
+    temperature: float | None = None
 
     def __post_init__(self):
         if self.heatmap_size is None:
@@ -53,16 +56,30 @@ class ModelRecord:
             self.codec, self.input_size, self.heatmap_size, self.sigma, self.convention
         )
 
+    def build_network(self):
+        """The network the record describes (untrained), its kernel attention at the
+        recorded temperature."""
+        from ldnet.models import build_model, set_attention_temperature
+
+        network = build_model(self.model, self.num_joints)
+        if self.temperature is not None:
+            set_attention_temperature(network, self.temperature)
+        return network
+
     # -- checkpoint and ONNX forms ---------------------------------------------------------
     def to_checkpoint(self) -> dict:
-        """The ``model``, ``codec`` and ``convention`` entries of a checkpoint."""
+        """The ``model``, ``codec`` and ``convention`` entries of a checkpoint (the
+        temperature, where there is one, in ``model``)."""
+        model = {
+            "name": self.model,
+            "num_joints": self.num_joints,
+            "dataset": self.dataset,
+            "input_size": list(self.input_size),
+        }
+        if self.temperature is not None:
+            model["temperature"] = float(self.temperature)
         return {
-            "model": {
-                "name": self.model,
-                "num_joints": self.num_joints,
-                "dataset": self.dataset,
-                "input_size": list(self.input_size),
-            },
+            "model": model,
             "codec": {
                 "name": self.codec,
                 "sigma": self.sigma,
@@ -73,7 +90,9 @@ class ModelRecord:
         }
 
     def to_metadata(self) -> dict[str, str]:
-        """The same, as the strings of ONNX ``metadata_props``."""
+        """The same, as the strings of ONNX ``metadata_props`` (the temperature for the
+        record only: the exported graph holds it as a constant)."""
+        temperature = {} if self.temperature is None else {"temperature": repr(self.temperature)}
         return {
             "model": self.model,
             "num_joints": str(self.num_joints),
@@ -83,6 +102,7 @@ class ModelRecord:
             "sigma": repr(float(self.sigma)),
             "heatmap_size": _size_text(self.heatmap_size),
             "convention": self.convention,
+            **temperature,
         }
 
     def check(
@@ -171,6 +191,11 @@ def _record(fields: _Fields, values: dict) -> ModelRecord:
         sigma=fields.positive("sigma", values["sigma"]),
         heatmap_size=fields.size("heatmap_size", values["heatmap_size"]),
         convention=fields.choice("convention", values["convention"], CONVENTIONS),
+        temperature=(
+            None
+            if values.get("temperature") is None
+            else fields.positive("temperature", values["temperature"])
+        ),
     )
     expected = KEYPOINT_SETS[record.dataset].num_joints
     if record.num_joints != expected:
@@ -223,6 +248,7 @@ def record_from_checkpoint(data: dict, source: str, note=None) -> ModelRecord:
         "sigma": codec.get("sigma"),
         "heatmap_size": codec.get("heatmap_size", [input_size[0] // 4, input_size[1] // 4]),
         "convention": data.get("convention", LEGACY_CONVENTION),
+        "temperature": model.get("temperature"),
     }
     record = _record(fields, values)
     if "input_size" in codec and fields.size("codec.input_size", codec["input_size"]) != (

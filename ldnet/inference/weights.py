@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 
 from ldnet.checkpoint import CheckpointError, load_weights_strict
-from ldnet.models import build_model
 
 from .record import ModelRecord, record_from_checkpoint, record_from_metadata
 
@@ -23,10 +22,10 @@ def load_model(
     """Eval-mode network and its record from a checkpoint (read ``weights_only``).
 
     ``expect_dataset`` / ``model`` name what the caller needs; weights for another joint set
-    or architecture stop with one line saying so. An official HRNet or MMPose checkpoint is
+    or architecture stop with one line saying so. An official HRNet, MMPose or LDNet file is
     imported in memory (as ``ldnet weights import``) when ``model`` and ``input_size`` say
     what it is, with ``decoder`` (default: HRNet's msra) in its record."""
-    from ldnet.lineage.importer import import_weights
+    from ldnet.lineage.importer import import_weights, what_to_add
     from ldnet.lineage.layouts import read_file, recognise
 
     source = str(path)
@@ -36,14 +35,10 @@ def load_model(
         record = record_from_checkpoint(data, source).check(
             source, dataset=expect_dataset, model=model
         )
-        network = build_model(record.model, record.num_joints)
+        network = record.build_network()  # at the recorded attention temperature
         return load_weights_strict(network, data, source, record.model).eval(), record
     if model is None or input_size is None:
-        raise CheckpointError(
-            f"{source}: {weights.description}, not an ldnet checkpoint: give --model "
-            f"hrnet_w32 and --input HxW to import it as it loads, or convert it once with "
-            f"`ldnet weights import {source} --model hrnet_w32 --input HxW --output OUT.pt`"
-        )
+        raise CheckpointError(what_to_add(weights, source))
     state, record, _ = import_weights(
         weights,
         Path(path),
@@ -52,7 +47,7 @@ def load_model(
         dataset=expect_dataset,
         decoder=decoder,
     )
-    network = build_model(record.model, record.num_joints)
+    network = record.build_network()
     network.load_state_dict(state, strict=True)
     return network.eval(), record
 

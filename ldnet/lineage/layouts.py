@@ -14,9 +14,18 @@ Layouts, after an optional ``module.`` prefix (a DistributedDataParallel wrapper
 - ``mmpose-1.x``: ``{"state_dict", "meta"}`` with ``backbone.`` + ``head.final_layer.``;
 - ``imagenet``: the classification backbone (``hrnet_w32-36af842e.pth``): the same backbone
   names plus ``incre_modules``, ``downsamp_modules``, ``final_layer.0`` and ``classifier``;
-- ``ldnet``: a checkpoint written by ``ldnet train`` / ``ldnet weights import``.
+- ``ldnet-official``: what the official LDNet code (``NBU-CVMI/LDNet``, a fork of the HRNet
+  reference) writes: ``final_state.pth`` / ``model_best.pth`` (a bare state dict) or
+  ``checkpoint.pth`` (``{"epoch", "model", "state_dict", "best_state_dict", "perf",
+  "optimizer"}``, its ``state_dict`` with DataParallel's ``module.`` prefix); names
+  ``stem.conv1``, ``stage2...``, ``prm...``, ``final_layer`` (``ldnet_names``);
+- ``ldnet``: a checkpoint written by ``ldnet train`` / ``ldnet weights import`` (or a bare
+  state dict in our names: ``stem.``, ``stages.``, ``head.``).
 
-Foreign layouts come out with the reference's names, so one name map serves them all.
+The official LDNet's stem shares its prefix with ours (``stem.``): names decide between the
+two only through the official tensors ours never have (``ldnet_names.MARKERS``) and ours
+that the official never has (``stages.``); the record, when there is one, decides first.
+Foreign layouts come out with the reference's names, so one name map serves each family.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ import numpy as np
 import torch
 
 from ldnet.checkpoint import CheckpointError
+
+from .ldnet_names import is_official_ldnet
 
 # Whatever numpy objects an mmengine ``meta`` holds: arrays (``_reconstruct`` + ``ndarray``),
 # their dtypes, and numpy scalars. Files written with numpy 1.x name the reconstructors under
@@ -52,6 +63,7 @@ LAYOUT_NAMES = {
     "mmpose-0.x": "an MMPose 0.x checkpoint",
     "mmpose-1.x": "an MMPose 1.x checkpoint",
     "imagenet": "the ImageNet classification HRNet backbone",
+    "ldnet-official": "an official LDNet checkpoint",
     "ldnet": "an ldnet checkpoint",
 }
 # Modules of the ImageNet classification network that a pose network has no place for.
@@ -135,13 +147,16 @@ def recognise(data: dict, source: str) -> WeightsFile:
         return WeightsFile("imagenet", wrapped, state, data)
     if "conv1.weight" in state and any(name.startswith("stage2.") for name in state):
         return WeightsFile("hrnet", wrapped, state, data)
-    if any(name.startswith(("stem.", "stages.")) for name in state):
+    if is_official_ldnet(state):
+        return WeightsFile("ldnet-official", wrapped, state, data)
+    if any(name.startswith("stages.") for name in state):
         # Ours, without the record: ``model.init_weights`` takes it, ``load_model`` does not.
         return WeightsFile("ldnet", False, data.get("state_dict", data), data)
     raise CheckpointError(
         f"{source}: not an HRNet-lineage checkpoint: expected official HRNet names (conv1, "
-        f"layer1, stage2, final_layer), MMPose's (backbone., head.) or an ldnet checkpoint; "
-        f"found {_keys(state)}"
+        f"layer1, stage2, final_layer), official LDNet's (stem.conv1, stage2, prm, "
+        f"final_layer), MMPose's (backbone., head.) or an ldnet checkpoint; found "
+        f"{_keys(state)}"
     )
 
 
@@ -149,7 +164,15 @@ def as_layout(official: dict[str, torch.Tensor], layout: str, wrapped: bool = Fa
     """The inverse of ``recognise`` for a pose network: weights in the reference's names as
     the file contents of ``layout`` ("hrnet", "mmpose-0.x", "mmpose-1.x"), optionally
     DDP-wrapped. It writes the reference's weights in each layout for the parity check
-    (``tools/check_hrnet_reference.py``) and the tests; MMPose's ``meta`` is the caller's."""
+    (``tools/check_hrnet_reference.py``) and the tests; MMPose's ``meta`` is the caller's.
+
+    ``"ldnet-official"`` is what the official LDNet code writes: unwrapped, the bare state
+    dict of ``final_state.pth`` / ``model_best.pth``; wrapped, the training checkpoint
+    (``checkpoint.pth``: the epoch, the model's name, the DataParallel state dict with its
+    ``module.`` prefix, the bare best state dict, the best AP, Adam's state before its first
+    step)."""
+    if layout == "ldnet-official":
+        return _official_ldnet(official) if wrapped else dict(official)
     if layout == "hrnet":
         state = dict(official)
     elif layout in ("mmpose-0.x", "mmpose-1.x"):
@@ -159,10 +182,32 @@ def as_layout(official: dict[str, torch.Tensor], layout: str, wrapped: bool = Fa
             for name, tensor in official.items()
         }
     else:
-        raise ValueError(f"no pose-network layout {layout!r}; choose from {', '.join(_POSE)}")
+        raise ValueError(
+            f"no pose-network layout {layout!r}; choose from {', '.join(_POSE)}, ldnet-official"
+        )
     if wrapped:
         state = {"module." + name: tensor for name, tensor in state.items()}
     return state if layout == "hrnet" else {"state_dict": state}
+
+
+def _official_ldnet(official: dict[str, torch.Tensor]) -> dict:
+    """The official training code's ``checkpoint.pth`` (HRNet's ``save_checkpoint`` states)."""
+    adam = {"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0, "amsgrad": False}
+    parameters = [name for name in official if not name.endswith(_BUFFERS)]
+    return {
+        "epoch": 210,
+        "model": "dysmallnet_spattention",
+        "state_dict": {"module." + name: tensor for name, tensor in official.items()},
+        "best_state_dict": dict(official),
+        "perf": 0.713,
+        "optimizer": {
+            "state": {},
+            "param_groups": [{**adam, "params": list(range(len(parameters)))}],
+        },
+    }
+
+
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _mmpose(state: dict, wrapped: bool, data: dict, source: str) -> WeightsFile:

@@ -2,9 +2,9 @@
 
 In eval mode a BatchNorm is a per-channel affine map, y = a * x + b, so it can be absorbed
 by the convolution before it (weights scaled by a, bias b added). That removes one full
-pass over every feature map. For the dynamic depthwise convolution the scale goes into
-each of the K kernels of the bank (the aggregation is linear, so every aggregated kernel is
-scaled the same way) and the shift becomes a bias after the aggregated convolution.
+pass over every feature map. For a dynamic convolution the scale goes into each of the K
+kernels of the bank (the mixing is linear, so every mixed kernel is scaled the same way) and
+the shift becomes the bias of the mixed convolution.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import copy
 import torch
 from torch import nn
 
-from .ldconv import DynamicDepthwiseConv, LDConv
+from .ldconv import DynamicConv2d
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,34 +43,49 @@ def _fold_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
-def _fold_into_dynamic(conv: DynamicDepthwiseConv, bn: nn.BatchNorm2d) -> None:
+def _fold_into_dynamic(conv: DynamicConv2d, bn: nn.BatchNorm2d) -> DynamicConv2d:
     scale, shift = _bn_affine(bn)
-    conv.weight.mul_(scale.view(1, -1, 1))
+    conv.weight.mul_(scale.view(1, -1, 1, 1, 1))
     bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
     conv.bias = nn.Parameter(bias * scale + shift)
+    return conv
 
 
 @torch.no_grad()
 def fuse_for_inference(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode with every Conv -> BatchNorm pair folded.
+    """A copy of ``model`` in eval mode with every convolution -> BatchNorm pair folded.
 
-    Outputs equal the original model's in eval mode (up to float rounding).
+    Every such pair sits in an ``nn.Sequential`` (``conv_bn``, ``dynamic_conv_bn``). Outputs
+    equal the original model's in eval mode (up to float rounding).
     """
     fused = copy.deepcopy(model).eval()
     for module in list(fused.modules()):
-        if isinstance(module, LDConv):
-            if isinstance(module.depthwise, DynamicDepthwiseConv):
-                _fold_into_dynamic(module.depthwise, module.bn_depthwise)
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.children())
+        for index in range(len(children) - 1):
+            conv, bn = children[index], children[index + 1]
+            if not isinstance(bn, nn.BatchNorm2d):
+                continue
+            if isinstance(conv, nn.Conv2d):
+                module[index] = _fold_into_conv(conv, bn)
+            elif isinstance(conv, DynamicConv2d):
+                module[index] = _fold_into_dynamic(conv, bn)
             else:
-                module.depthwise = _fold_into_conv(module.depthwise, module.bn_depthwise)
-            module.bn_depthwise = nn.Identity()
-            module.pointwise = _fold_into_conv(module.pointwise, module.bn_pointwise)
-            module.bn_pointwise = nn.Identity()
-        elif isinstance(module, nn.Sequential):
-            children = list(module.children())
-            for index in range(len(children) - 1):
-                conv, bn = children[index], children[index + 1]
-                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                    module[index] = _fold_into_conv(conv, bn)
-                    module[index + 1] = nn.Identity()
+                continue
+            module[index + 1] = nn.Identity()
     return fused
+
+
+@torch.no_grad()
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """``model`` with its 4-D weights in channels-last memory (in place), as
+    ``model.to(memory_format=torch.channels_last)`` would do, which refuses LDConv's 5-D
+    kernel banks (K, out, in, k, k): those stay as they are (they are mixed, not convolved)."""
+    for module in model.modules():
+        for _name, tensor in list(module.named_parameters(recurse=False)) + list(
+            module.named_buffers(recurse=False)
+        ):
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return model

@@ -1,221 +1,181 @@
-"""Lightweight dynamic convolution (LDConv).
+"""LDConv: LDNet's full dynamic convolution.
 
-A depthwise k x k convolution whose kernel is an input-conditioned mixture of K learned
+A k x k convolution (groups = 1) whose kernel is a per-sample softmax mixture of K learned
 kernels (Dynamic Convolution, Chen et al., CVPR 2020; CondConv, Yang et al., NeurIPS 2019),
-followed by a static pointwise 1x1 convolution for channel mixing. The K-fold kernel bank
-only costs depthwise parameters (K * C * k * k), which is what makes it lightweight.
+as the official LDNet code's ``Dynamic_conv2d`` builds it: K = 4, no bias, attention
+GAP -> 1x1 conv C -> int(C/4)+1 (no bias) -> ReLU -> 1x1 conv -> K (bias) -> softmax(z / T),
+T = 34 at construction.
 
-Two executions give the same result because the convolution is linear in its kernel:
+The convolution is linear in its kernel, so two executions give the same result:
 
-* ``"aggregate"``: build one kernel per sample, sum_k a[b, k] * W_k, and run all samples at
-  once as a grouped convolution with the batch folded into the groups (B * C groups).
-  Cheapest in MACs: one depthwise convolution per sample.
-* ``"mixture"``: run the K static depthwise convolutions as one grouped convolution with
-  K * C output channels and sum the K results weighted by a[b, k]. K times the depthwise MACs,
-  but the graph has a fixed group count, so it exports with a dynamic batch dimension.
-* ``"separate"``: the same weighted sum, but as K separate depthwise convolutions (C groups,
-  one channel each) scaled per sample and added. Same MACs as ``"mixture"``; this is the
-  form ONNX export uses, because ONNX Runtime runs a pure depthwise convolution with its
-  blocked (NCHWc) kernels but a grouped convolution with K outputs per group through the
-  generic im2col path (measured: about 10 % faster for the whole ``ldnet`` at batch 8).
+* ``"aggregate"``: mix one kernel per sample, sum_k a[b, k] * W_k, and run all samples at
+  once as one grouped convolution with the batch folded into the groups (at batch 1 a plain
+  convolution). One convolution's MACs per sample, plus the mixing (B x the bank's size).
+* ``"mixture"``: run the K kernels as one static convolution with K x out channels and sum
+  its K outputs weighted by a[b, k]. K times the MACs, but the weights are constant, so the
+  graph has a fixed shape whatever the batch (what ONNX export needs for a dynamic batch).
+* ``"auto"`` (the default in PyTorch): "mixture" where the per-sample grouped convolution is
+  slowest, i.e. several samples on a tiny map with many channels (``prefers_mixture``),
+  "aggregate" everywhere else. Export sets one of the two explicitly.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-EXECUTIONS = ("aggregate", "mixture", "separate")
+EXECUTIONS = ("aggregate", "mixture", "auto")
+# Where "auto" runs the mixture: batch > 1, at most this many pixels and at least this many
+# input channels. Measured on a 2-core AMD EPYC (PyTorch 2.13, oneDNN, 2 threads): the 1/32
+# branch of `ldnet_s` (128 channels on 4x3) trains 2.7x faster in the mixture form, the whole
+# training step 1.34x (97.5 -> 72.9 ms at batch 16); `ldnet_w32`'s (256 channels on 8x6)
+# infers 5 % faster at batch 8. The 64-channel 8x6 maps and every larger map are faster as
+# grouped per-sample convolutions, and at batch 1 the aggregate form is one plain convolution.
+MIXTURE_MAX_PIXELS = 48
+MIXTURE_MIN_CHANNELS = 128
+# The official code's starting temperature; its `update_temperature` lowers it by 3 per call
+# down to 1 (34 - 3n, so it reaches 1 after 11 calls).
+INITIAL_TEMPERATURE = 34.0
+
+
+def attention_width(in_channels: int, num_kernels: int) -> int:
+    """Hidden width of the kernel attention: int(C/4) + 1, or K for an RGB input (official)."""
+    return num_kernels if in_channels == 3 else int(in_channels * 0.25) + 1
 
 
 class KernelAttention(nn.Module):
-    """Per-sample softmax weights over K kernels: GAP -> FC -> ReLU -> FC -> softmax(z / T)."""
+    """Per-sample softmax weights over K kernels: GAP -> 1x1 -> ReLU -> 1x1 -> softmax(z / T)."""
 
     def __init__(
-        self, channels: int, num_kernels: int, reduction: int = 8, temperature: float = 1.0
+        self, in_channels: int, num_kernels: int, temperature: float = INITIAL_TEMPERATURE
     ):
         super().__init__()
-        hidden = max(channels // reduction, 4)
-        self.fc1 = nn.Linear(channels, hidden)
-        self.fc2 = nn.Linear(hidden, num_kernels)
-        # Chen et al. anneal T from 30 to 1 early in training to keep all kernels learning;
-        # the trainer may change this attribute, inference uses whatever was trained last.
-        self.temperature = temperature
+        hidden = attention_width(in_channels, num_kernels)
+        self.fc1 = nn.Conv2d(in_channels, hidden, 1, bias=False)
+        self.fc2 = nn.Conv2d(hidden, num_kernels, 1)
+        # A plain attribute, not a buffer: the checkpoint record carries it (so that an
+        # annealed model is tested with the temperature it was trained to).
+        self.temperature = float(temperature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Exported as GlobalAveragePool, which ONNX Runtime runs on its blocked layout; a
-        # mean over (2, 3) exports as ReduceMean, which needs the tensor reordered out of it.
-        pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        # This path runs once per LDConv on tiny tensors, so its cost is per operator, not
-        # per element: ReLU in place, and no division by a temperature of 1 (as deployed).
-        logits = self.fc2(F.relu_(self.fc1(pooled)))
-        if self.temperature != 1.0:
-            logits = logits / self.temperature
-        return torch.softmax(logits, dim=1)
+        # Exported as GlobalAveragePool, which ONNX Runtime runs on its blocked layout.
+        pooled = F.adaptive_avg_pool2d(x, 1)
+        logits = self.fc2(F.relu(self.fc1(pooled))).flatten(1)
+        return torch.softmax(logits / self.temperature, dim=1)
 
 
-class DynamicDepthwiseConv(nn.Module):
-    """Depthwise k x k convolution with an input-conditioned mixture of K kernels."""
-
-    def __init__(
-        self,
-        channels: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        num_kernels: int = 4,
-        reduction: int = 8,
-        execution: str = "aggregate",
-    ):
-        super().__init__()
-        if execution not in EXECUTIONS:
-            raise ValueError(f"unknown LDConv execution {execution!r}; choose from {EXECUTIONS}")
-        self.channels = channels
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.padding = kernel_size // 2
-        self.num_kernels = num_kernels
-        self.execution = execution
-        self.attention = KernelAttention(channels, num_kernels, reduction)
-        # The bank is stored as (K, C, k*k): a 3-D tensor is left alone by
-        # `model.to(memory_format=torch.channels_last)`, and flattens for free.
-        self.weight = nn.Parameter(torch.empty(num_kernels, channels, kernel_size * kernel_size))
-        bound = 1.0 / math.sqrt(kernel_size * kernel_size)
-        # Same range as PyTorch's default for a static depthwise kernel (fan-in k*k).
-        nn.init.uniform_(self.weight, -bound, bound)
-        # None while training; `fuse_for_inference` folds the following BatchNorm in here.
-        self.bias: nn.Parameter | None = None
-
-    def aggregated_kernels(self, attention: torch.Tensor) -> torch.Tensor:
-        """(B, K) attention -> (B, C, 1, k, k) per-sample kernels."""
-        bank = self.weight.flatten(1)  # (K, C*k*k): one matmul mixes the whole bank
-        mixed = attention @ bank
-        return mixed.view(-1, self.channels, 1, self.kernel_size, self.kernel_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attention = self.attention(x)
-        if self.execution == "aggregate":
-            # The bias rides in the convolution: one pass over the output fewer (the
-            # separate additions were about 5 % of the eager time in a profile).
-            return self._forward_aggregate(x, attention)
-        if self.execution == "mixture":
-            out = self._forward_mixture(x, attention)
-        else:
-            out = self._forward_separate(x, attention)
-        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
-
-    def _forward_aggregate(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        batch, channels, height, width = x.shape
-        kernels = self.aggregated_kernels(attention).view(
-            batch * channels, 1, self.kernel_size, self.kernel_size
-        )
-        if batch == 1:
-            # Nothing to fold: a plain depthwise convolution (and, in a fixed-batch ONNX
-            # graph, no Reshape nodes around it).
-            return F.conv2d(
-                x, kernels, self.bias, stride=self.stride, padding=self.padding, groups=channels
-            )
-        # Batch folded into the groups: group b*C + c only ever sees sample b, channel c,
-        # so no information crosses samples.
-        channels_last = x.is_contiguous(memory_format=torch.channels_last)
-        if channels_last:
-            # oneDNN's depthwise kernel is ~10x faster on NHWC than on NCHW on CPU, so keep
-            # the folded tensor NHWC too: memory (H, W, B*C), one copy in and one out.
-            folded = x.permute(2, 3, 0, 1).reshape(1, height, width, batch * channels)
-            folded = folded.permute(0, 3, 1, 2)
-        else:
-            folded = x.reshape(1, batch * channels, height, width)
-        bias = None if self.bias is None else self.bias.repeat(batch)
-        out = F.conv2d(
-            folded,
-            kernels,
-            bias,
-            stride=self.stride,
-            padding=self.padding,
-            groups=batch * channels,
-        )
-        out_height, out_width = out.shape[-2:]
-        if channels_last:
-            out = out.permute(0, 2, 3, 1).reshape(out_height, out_width, batch, channels)
-            return out.permute(2, 3, 0, 1).contiguous(memory_format=torch.channels_last)
-        return out.view(batch, channels, out_height, out_width)
-
-    def _forward_mixture(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        # Output channel c*K + k is kernel k applied to input channel c.
-        bank = self.weight.transpose(0, 1).reshape(
-            self.channels * self.num_kernels, 1, self.kernel_size, self.kernel_size
-        )
-        responses = F.conv2d(
-            x, bank, stride=self.stride, padding=self.padding, groups=self.channels
-        )
-        batch = x.shape[0]
-        responses = responses.view(batch, self.channels, self.num_kernels, *responses.shape[-2:])
-        return (responses * attention.view(batch, 1, self.num_kernels, 1, 1)).sum(dim=2)
-
-    def _forward_separate(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        out = None
-        for k in range(self.num_kernels):  # a loop over the K kernels, not over the batch
-            kernel = self.weight[k].view(self.channels, 1, self.kernel_size, self.kernel_size)
-            response = F.conv2d(
-                x, kernel, stride=self.stride, padding=self.padding, groups=self.channels
-            )
-            response = response * attention[:, k].view(-1, 1, 1, 1)
-            out = response if out is None else out + response
-        return out
-
-
-class LDConv(nn.Module):
-    """LDConv: dynamic depthwise k x k -> BN -> static pointwise 1x1 -> BN (-> ReLU).
-
-    With ``dynamic=False`` the depthwise kernel is a single static one (the ablation
-    "static depthwise"), everything else unchanged.
-    """
+class DynamicConv2d(nn.Module):
+    """Full dynamic k x k convolution: a per-sample mixture of K kernels (LDConv)."""
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int = 3,
+        kernel_size: int,
         stride: int = 1,
         num_kernels: int = 4,
-        dynamic: bool = True,
-        relu: bool = True,
-        execution: str = "aggregate",
+        temperature: float = INITIAL_TEMPERATURE,
+        execution: str = "auto",
     ):
         super().__init__()
-        if dynamic:
-            self.depthwise = DynamicDepthwiseConv(
-                in_channels, kernel_size, stride, num_kernels, execution=execution
-            )
-        else:
-            self.depthwise = nn.Conv2d(
-                in_channels,
-                in_channels,
-                kernel_size,
-                stride,
-                kernel_size // 2,
-                groups=in_channels,
-                bias=False,
-            )
-        self.bn_depthwise = nn.BatchNorm2d(in_channels)
-        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        self.bn_pointwise = nn.BatchNorm2d(out_channels)
-        self.relu = relu
+        if execution not in EXECUTIONS:
+            raise ValueError(f"unknown LDConv execution {execution!r}; choose from {EXECUTIONS}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = kernel_size // 2
+        self.num_kernels = num_kernels
+        self.execution = execution
+        self.attention = KernelAttention(in_channels, num_kernels, temperature)
+        self.weight = nn.Parameter(
+            torch.empty(num_kernels, out_channels, in_channels, kernel_size, kernel_size)
+        )
+        # The official initialisation: each kernel of the bank Kaiming-uniform on its own.
+        for kernel in self.weight.data:
+            nn.init.kaiming_uniform_(kernel)
+        # None while training; `fuse_for_inference` folds the following BatchNorm in here.
+        self.bias: nn.Parameter | None = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, num_kernels={self.num_kernels}, execution={self.execution}"
+        )
+
+    def aggregated_kernels(self, attention: torch.Tensor) -> torch.Tensor:
+        """(B, K) attention -> (B * out, in, k, k): each sample's mixed kernel."""
+        mixed = attention @ self.weight.flatten(1)  # one matmul mixes the whole bank
+        k = self.kernel_size
+        return mixed.view(-1, self.in_channels, k, k)
+
+    def prefers_mixture(self, x: torch.Tensor) -> bool:
+        """What "auto" runs for input ``x``: the mixture on several samples of a tiny,
+        wide map (see ``MIXTURE_MAX_PIXELS``), the aggregate form otherwise."""
+        batch, channels, height, width = x.shape
+        return (
+            batch > 1 and height * width <= MIXTURE_MAX_PIXELS and channels >= MIXTURE_MIN_CHANNELS
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bn_depthwise(self.depthwise(x))
-        x = self.bn_pointwise(self.pointwise(x))
-        return F.relu_(x) if self.relu else x
+        attention = self.attention(x)
+        mixture = self.execution == "mixture" or (
+            self.execution == "auto" and self.prefers_mixture(x)
+        )
+        if mixture:
+            return self._forward_mixture(x, attention)
+        return self._forward_aggregate(x, attention)
+
+    def _forward_aggregate(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        kernels = self.aggregated_kernels(attention)
+        if batch == 1:
+            # Nothing to fold: a plain convolution with the mixed kernel.
+            return F.conv2d(x, kernels, self.bias, self.stride, self.padding)
+        # Batch folded into the groups: group b only ever sees sample b.
+        bias = None if self.bias is None else self.bias.repeat(batch)
+        if self.kernel_size > 3 and not torch.onnx.is_in_onnx_export():
+            # Large kernels (the KRM's 9x9) run 3x faster forward and backward in oneDNN's
+            # NHWC grouped kernel (16 x 17 x 32 x 24, 2 threads: 9.0 against 27.3 ms, the
+            # layout change included), whatever the input's layout; 3x3 ones are faster in
+            # NCHW. Memory (H, W, B*C): one copy in and one out. Not in an exported graph:
+            # ONNX Runtime picks its own layouts, and the transposes would only cost there.
+            folded = x.permute(2, 3, 0, 1).reshape(1, height, width, batch * self.in_channels)
+            out = F.conv2d(
+                folded.permute(0, 3, 1, 2),
+                kernels.contiguous(memory_format=torch.channels_last),
+                bias,
+                self.stride,
+                self.padding,
+                groups=batch,
+            )
+            out_height, out_width = out.shape[-2:]
+            out = out.permute(0, 2, 3, 1).reshape(out_height, out_width, batch, -1)
+            return out.permute(2, 3, 0, 1).contiguous(memory_format=torch.channels_last)
+        folded = x.reshape(1, batch * self.in_channels, height, width)
+        out = F.conv2d(folded, kernels, bias, self.stride, self.padding, groups=batch)
+        return out.view(batch, self.out_channels, *out.shape[-2:])
+
+    def _forward_mixture(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size
+        # Output channel i * out + o is kernel i's output channel o.
+        bank = self.weight.reshape(self.num_kernels * self.out_channels, self.in_channels, k, k)
+        responses = F.conv2d(x, bank, None, self.stride, self.padding)
+        batch = x.shape[0]
+        responses = responses.view(
+            batch, self.num_kernels, self.out_channels, *responses.shape[-2:]
+        )
+        out = (responses * attention.view(batch, self.num_kernels, 1, 1, 1)).sum(dim=1)
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 
 def set_ldconv_execution(model: nn.Module, execution: str) -> nn.Module:
-    """Switch every dynamic depthwise convolution in ``model`` to ``execution`` (in place)."""
+    """Switch every dynamic convolution in ``model`` to ``execution`` (in place)."""
     if execution not in EXECUTIONS:
         raise ValueError(f"unknown LDConv execution {execution!r}; choose from {EXECUTIONS}")
     for module in model.modules():
-        if isinstance(module, DynamicDepthwiseConv):
+        if isinstance(module, DynamicConv2d):
             module.execution = execution
     return model
 
@@ -224,4 +184,12 @@ def set_attention_temperature(model: nn.Module, temperature: float) -> None:
     """Set the softmax temperature of every kernel attention in ``model``."""
     for module in model.modules():
         if isinstance(module, KernelAttention):
-            module.temperature = temperature
+            module.temperature = float(temperature)
+
+
+def attention_temperature(model: nn.Module) -> float | None:
+    """The temperature of ``model``'s kernel attentions (None without any; they share one)."""
+    for module in model.modules():
+        if isinstance(module, KernelAttention):
+            return module.temperature
+    return None

@@ -4,9 +4,10 @@ Branch ``i`` runs at 1/4 * 2^-i of the input resolution. A stage first adds a br
 (transition), then repeats modules: every branch runs its blocks, then every branch
 receives the sum of all branches resampled to its resolution (fusion).
 
-Fusion and transitions come in two flavours: ``"hrnet"`` (3x3 strided convolutions, as in
-the reference code) and ``"light"`` (depthwise-separable strided convolutions), which is
-where most of HRNet's low-resolution parameters can be saved.
+Transitions and fusion are HRNet's (1x1 projection + nearest upsampling; chains of stride-2
+3x3 convolutions) in both networks; only the activation differs: ReLU in HRNet, LeakyReLU(0.01)
+in LDNet (after every transition convolution, every intermediate downsampling step and every
+fused sum, exactly where HRNet has ReLU).
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import conv_bn, make_block, separable_conv_bn
-
-FUSION_TYPES = ("hrnet", "light")
+from .blocks import activate_, conv_bn, make_block
+from .ldconv import INITIAL_TEMPERATURE
 
 
 @dataclass(frozen=True)
 class StageSpec:
     """One stage: ``num_modules`` modules over ``len(widths)`` branches.
 
-    ``blocks`` names the block type of each branch ("basic" or "ld").
+    ``blocks`` names the block type of each branch ("dw", "basic" or "ld").
     """
 
     num_modules: int
@@ -44,14 +44,6 @@ class StageSpec:
             )
 
 
-def _downsample_conv(in_channels: int, out_channels: int, fusion: str, relu: bool) -> nn.Module:
-    if fusion == "hrnet":
-        return conv_bn(in_channels, out_channels, 3, stride=2, relu=relu)
-    if fusion == "light":
-        return separable_conv_bn(in_channels, out_channels, stride=2, relu=relu)
-    raise ValueError(f"unknown fusion type {fusion!r}; choose from {FUSION_TYPES}")
-
-
 class Upsample(nn.Module):
     """1x1 projection then nearest upsampling by ``factor`` (HRNet's j > i fusion path).
 
@@ -61,7 +53,7 @@ class Upsample(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, factor: int):
         super().__init__()
-        self.project = conv_bn(in_channels, out_channels, 1, relu=False)
+        self.project = conv_bn(in_channels, out_channels, 1, act=None)
         self.factor = factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,18 +64,17 @@ def _upsample2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
-def _fuse_path(i: int, j: int, widths: Sequence[int], fusion: str) -> nn.Module:
+def _fuse_path(i: int, j: int, widths: Sequence[int], act: str) -> nn.Module:
     """The path that brings branch j to branch i's resolution and width."""
     if j > i:
         return Upsample(widths[j], widths[i], 2 ** (j - i))
     steps = []
     for step in range(i - j):
         last = step == i - j - 1
-        # Intermediate steps keep branch j's width and a ReLU; the last one maps to
-        # branch i's width without ReLU (it is summed, then ReLU'd), as in HRNet.
-        steps.append(
-            _downsample_conv(widths[j], widths[i] if last else widths[j], fusion, not last)
-        )
+        # Intermediate steps keep branch j's width and an activation; the last one maps to
+        # branch i's width without (it is summed, then activated), as in HRNet.
+        out = widths[i] if last else widths[j]
+        steps.append(conv_bn(widths[j], out, 3, stride=2, act=None if last else act))
     return nn.Sequential(*steps)
 
 
@@ -95,16 +86,17 @@ class HighResolutionModule(nn.Module):
         widths: Sequence[int],
         num_blocks: Sequence[int],
         blocks: Sequence[str],
-        fusion: str,
+        act: str = "relu",
         multi_scale_output: bool = True,
         dynamic: bool = True,
         num_kernels: int = 4,
+        temperature: float = INITIAL_TEMPERATURE,
     ):
         super().__init__()
+        options = {"dynamic": dynamic, "num_kernels": num_kernels, "temperature": temperature}
+        self.act = act
         self.branches = nn.ModuleList(
-            nn.Sequential(
-                *[make_block(kind, width, width, dynamic, num_kernels) for _ in range(count)]
-            )
+            nn.Sequential(*[make_block(kind, width, width, act, **options) for _ in range(count)])
             for width, count, kind in zip(widths, num_blocks, blocks, strict=True)
         )
         num_outputs = len(widths) if multi_scale_output else 1
@@ -113,7 +105,7 @@ class HighResolutionModule(nn.Module):
         else:
             self.fuse = nn.ModuleList(
                 nn.ModuleList(
-                    nn.Identity() if i == j else _fuse_path(i, j, widths, fusion)
+                    nn.Identity() if i == j else _fuse_path(i, j, widths, act)
                     for j in range(len(widths))
                 )
                 for i in range(num_outputs)
@@ -142,20 +134,22 @@ class HighResolutionModule(nn.Module):
             total = terms[0] + terms[1]
             for term in terms[2:]:
                 total.add_(term)
-            outputs.append(F.relu_(total))
+            outputs.append(activate_(total, self.act))
         return outputs
 
 
 class Transition(nn.Module):
     """Adapts the previous stage's branches to the next stage's widths and adds new branches."""
 
-    def __init__(self, in_widths: Sequence[int], out_widths: Sequence[int], fusion: str):
+    def __init__(self, in_widths: Sequence[int], out_widths: Sequence[int], act: str = "relu"):
         super().__init__()
         layers = []
         for i, width in enumerate(out_widths):
             if i < len(in_widths):
                 layers.append(
-                    nn.Identity() if in_widths[i] == width else conv_bn(in_widths[i], width, 3)
+                    nn.Identity()
+                    if in_widths[i] == width
+                    else conv_bn(in_widths[i], width, 3, act=act)
                 )
             else:
                 # A new branch grows from the lowest-resolution existing one by stride-2 steps.
@@ -163,7 +157,7 @@ class Transition(nn.Module):
                 for step in range(i + 1 - len(in_widths)):
                     last = step == i - len(in_widths)
                     out = width if last else in_widths[-1]
-                    steps.append(_downsample_conv(in_widths[-1], out, fusion, relu=True))
+                    steps.append(conv_bn(in_widths[-1], out, 3, stride=2, act=act))
                 layers.append(nn.Sequential(*steps))
         self.layers = nn.ModuleList(layers)
         self.num_inputs = len(in_widths)
@@ -183,13 +177,14 @@ class Stage(nn.Module):
         self,
         in_widths: Sequence[int],
         spec: StageSpec,
-        fusion: str,
+        act: str = "relu",
         multi_scale_output: bool = True,
         dynamic: bool = True,
         num_kernels: int = 4,
+        temperature: float = INITIAL_TEMPERATURE,
     ):
         super().__init__()
-        self.transition = Transition(in_widths, spec.widths, fusion)
+        self.transition = Transition(in_widths, spec.widths, act)
         self.hr_modules = nn.Sequential()
         for index in range(spec.num_modules):
             last = index == spec.num_modules - 1
@@ -198,10 +193,11 @@ class Stage(nn.Module):
                     spec.widths,
                     spec.num_blocks,
                     spec.blocks,
-                    fusion,
+                    act,
                     multi_scale_output=multi_scale_output or not last,
                     dynamic=dynamic,
                     num_kernels=num_kernels,
+                    temperature=temperature,
                 )
             )
         self.out_widths = tuple(spec.widths) if multi_scale_output else (spec.widths[0],)

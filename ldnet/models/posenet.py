@@ -7,41 +7,51 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from .krm import KeypointRefinementModule, SimpleHead
-from .parallel import FUSION_TYPES, Stage, StageSpec
-from .stem import HRNetStem, LightStem
+from .blocks import ACTIVATIONS
+from .krm import RefinedHead, SimpleHead
+from .ldconv import INITIAL_TEMPERATURE, DynamicConv2d
+from .parallel import Stage, StageSpec
+from .stem import HRNetStem, LiteStem
+
+STEM_KINDS = ("hrnet", "lite")
+HEAD_KINDS = ("simple", "krm")
+INITS = ("hrnet", "ldnet")
 
 
 @dataclass(frozen=True)
 class StemSpec:
-    """``kind``: "hrnet" (2 convs + 4 Bottlenecks) or "light" (LDNet's head)."""
+    """``kind``: "hrnet" (2 convs + 4 Bottlenecks, 256 out) or "lite" (LDNet's, ``width`` out)."""
 
-    kind: str = "light"
+    kind: str = "lite"
     width: int = 32
-    out_channels: int = 64
-    num_blocks: int = 2
 
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """``kind``: "simple" (HRNet's 1x1 conv) or "krm" (keypoint refinement module)."""
+    """``kind``: "simple" (HRNet's 1x1 conv) or "krm" (1x1 conv + keypoint refinement)."""
 
     kind: str = "krm"
-    width: int = 64
-    num_blocks: int = 2
-    fuse_kernel: int = 1
 
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """Everything that defines an architecture; presets are instances of this."""
+    """Everything that defines an architecture; presets are instances of this.
+
+    ``act``: the activation of the stem, the DW and Basic blocks, transitions and fusion
+    ("relu" in HRNet, "leaky_relu" in LDNet; LD blocks and the KRM always use ReLU).
+    ``dynamic=False`` makes every LDConv a static convolution (the ablation). ``init``:
+    "ldnet" is the official initialisation (every convolution N(0, 0.001), the kernel banks
+    Kaiming-uniform); "hrnet" is PyTorch's default with the heatmap layer at N(0, 0.001).
+    """
 
     stem: StemSpec
     stages: tuple[StageSpec, ...]
     head: HeadSpec
-    fusion: str = "hrnet"
+    act: str = "relu"
     dynamic: bool = True
     num_kernels: int = 4
+    temperature: float = INITIAL_TEMPERATURE
+    init: str = "hrnet"
     num_joints: int = 17
     description: str = field(default="", compare=False)
 
@@ -49,67 +59,80 @@ class NetworkSpec:
         return replace(self, num_joints=num_joints)
 
 
+def _check(value: str, choices: tuple[str, ...], what: str) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
+
+
 class PoseNet(nn.Module):
     """Top-down pose network: image crop (B, 3, H, W) -> heatmaps (B, J, H/4, W/4).
 
-    ``forward`` returns the final heatmaps; ``forward(images, all_outputs=True)`` (or
-    ``forward_all``) returns every supervised heatmap (the KRM's intermediate one first, the
-    final one last) for the training loss. The flag goes through ``forward`` so that a
-    DistributedDataParallel wrapper sees the call.
+    ``forward(images, all_outputs=True)`` (or ``forward_all``) returns the list of supervised
+    heatmaps for the training loss (one: LDNet, like HRNet, supervises only its final
+    output). The flag goes through ``forward`` so that a DistributedDataParallel wrapper sees
+    the call.
     """
 
     def __init__(self, spec: NetworkSpec):
         super().__init__()
-        if spec.fusion not in FUSION_TYPES:
-            raise ValueError(f"unknown fusion type {spec.fusion!r}; choose from {FUSION_TYPES}")
+        _check(spec.stem.kind, STEM_KINDS, "stem kind")
+        _check(spec.head.kind, HEAD_KINDS, "head kind")
+        _check(spec.act, ACTIVATIONS, "activation")
+        _check(spec.init, INITS, "initialisation")
         self.spec = spec
-        options = {"dynamic": spec.dynamic, "num_kernels": spec.num_kernels}
-        if spec.stem.kind == "hrnet":
-            self.stem = HRNetStem()
-        elif spec.stem.kind == "light":
-            self.stem = LightStem(
-                spec.stem.width, spec.stem.out_channels, spec.stem.num_blocks, **options
-            )
-        else:
-            raise ValueError(f"unknown stem kind {spec.stem.kind!r}; choose from hrnet, light")
+        options = {
+            "dynamic": spec.dynamic,
+            "num_kernels": spec.num_kernels,
+            "temperature": spec.temperature,
+        }
+        self.stem = HRNetStem() if spec.stem.kind == "hrnet" else LiteStem(spec.stem.width)
 
         widths = (self.stem.out_channels,)
         stages = []
-        keep_all_branches = spec.head.kind == "krm"
         for index, stage_spec in enumerate(spec.stages):
             last = index == len(spec.stages) - 1
-            stage = Stage(
-                widths,
-                stage_spec,
-                spec.fusion,
-                multi_scale_output=keep_all_branches or not last,
-                **options,
-            )
+            stage = Stage(widths, stage_spec, spec.act, multi_scale_output=not last, **options)
             stages.append(stage)
             widths = stage.out_widths
         self.stages = nn.ModuleList(stages)
 
         if spec.head.kind == "simple":
             self.head = SimpleHead(widths, spec.num_joints)
-        elif spec.head.kind == "krm":
-            self.head = KeypointRefinementModule(
-                widths,
-                spec.num_joints,
-                spec.head.width,
-                spec.head.num_blocks,
-                fuse_kernel=spec.head.fuse_kernel,
-                **options,
-            )
         else:
-            raise ValueError(f"unknown head kind {spec.head.kind!r}; choose from simple, krm")
+            self.head = RefinedHead(widths, spec.num_joints, **options)
+        self._initialise(spec.init)
+
+    @torch.no_grad()
+    def _initialise(self, init: str) -> None:
+        if init == "ldnet":
+            # The official `init_weights`: every nn.Conv2d (the kernel attentions' included)
+            # N(0, 0.001) with zero bias, BatchNorm 1 and 0; the kernel banks (parameters of
+            # `DynamicConv2d`, not convolutions) keep their Kaiming-uniform start.
+            for module in self.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.normal_(module.weight, std=0.001)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+                elif isinstance(module, nn.BatchNorm2d):
+                    nn.init.ones_(module.weight)
+                    nn.init.zeros_(module.bias)
+        else:
+            # The targets are almost everywhere 0: a heatmap layer that starts there skips
+            # the first phase of training, in which it only learns to stop predicting noise.
+            nn.init.normal_(self.head.final.weight, std=0.001)
+            nn.init.zeros_(self.head.final.bias)
 
     def forward(self, images: torch.Tensor, all_outputs: bool = False):
         """Final heatmaps; with ``all_outputs`` the list of every supervised heatmap."""
         xs = [self.stem(images)]
         for stage in self.stages:
             xs = stage(xs)
-        outputs = self.head(xs)
-        return outputs if all_outputs else outputs[-1]
+        heatmaps = self.head(xs)
+        return [heatmaps] if all_outputs else heatmaps
 
     def forward_all(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self(images, all_outputs=True)
+
+    @property
+    def dynamic_convolutions(self) -> list[DynamicConv2d]:
+        return [m for m in self.modules() if isinstance(m, DynamicConv2d)]

@@ -1,4 +1,12 @@
-"""Named architectures. Each is a ``NetworkSpec``; ablations are ``dataclasses.replace`` of one."""
+"""Named architectures. Each is a ``NetworkSpec``; variants are ``dataclasses.replace`` of one.
+
+``ldnet_w32`` / ``ldnet_w48`` are the official LDNet (``NBU-CVMI/LDNet``, model
+``dysmallnet_spattention``) layer for layer, in the paper's figure's block order: the light
+stem; stage 2 = 2 modules x 2 branches of DW blocks; stage 3 = 4 x 3 of BasicBlocks; stage 4 =
+2 x 4 of LD blocks; 2 blocks per branch; widths C/2C/4C/8C; the 1x1 head and the keypoint
+refinement module. The release's ``w18_*`` COCO configs swap stages 3 and 4's blocks (LD
+blocks in stage 3): ``ldnet_w32_ld3`` / ``ldnet_w48_ld3``.
+"""
 
 from __future__ import annotations
 
@@ -8,96 +16,101 @@ from .parallel import StageSpec
 from .posenet import HeadSpec, NetworkSpec, PoseNet, StemSpec
 
 
-def _hrnet_stages(
-    widths: tuple[int, ...],
-    blocks: tuple[str, ...],
-    first_branch_blocks: tuple[int, int, int] = (4, 4, 4),
-    other_branch_blocks: int = 4,
+def _stages(
+    width: int,
+    blocks: tuple[str, str, str],
+    modules: tuple[int, int, int],
+    blocks_per_branch: int,
 ) -> tuple[StageSpec, ...]:
-    """HRNet's stages 2-4: 1/4/3 modules over 2/3/4 branches.
-
-    HRNet has 4 blocks in every branch; ``first_branch_blocks`` (per stage) and
-    ``other_branch_blocks`` let a preset spend its blocks elsewhere.
-    """
-    return tuple(
-        StageSpec(
-            modules,
-            (first_branch_blocks[index],) + (other_branch_blocks,) * (index + 1),
-            widths[: index + 2],
-            blocks[: index + 2],
+    """Stages 2-4 over 2/3/4 branches of widths C, 2C, 4C, 8C; ``blocks``: one type per stage."""
+    stages = []
+    for index, (kind, count) in enumerate(zip(blocks, modules, strict=True)):
+        branches = index + 2
+        stages.append(
+            StageSpec(
+                count,
+                (blocks_per_branch,) * branches,
+                tuple(width * 2**b for b in range(branches)),
+                (kind,) * branches,
+            )
         )
-        for index, modules in enumerate((1, 4, 3))
-    )
+    return tuple(stages)
 
 
 HRNET_W32 = NetworkSpec(
     stem=StemSpec(kind="hrnet"),
-    stages=_hrnet_stages((32, 64, 128, 256), ("basic",) * 4),
+    stages=tuple(
+        StageSpec(
+            modules, (4,) * (i + 2), tuple(32 * 2**b for b in range(i + 2)), ("basic",) * (i + 2)
+        )
+        for i, modules in enumerate((1, 4, 3))
+    ),
     head=HeadSpec(kind="simple"),
-    fusion="hrnet",
+    act="relu",
     dynamic=False,
     description="HRNet-W32 baseline (Sun et al., CVPR 2019): BasicBlocks, HRNet stem, 1x1 head",
 )
 
-# Calibrated to the paper's -82.1 % parameters / -47.9 % MACs against HRNet-W32 (see the
-# README's complexity table), and shaped by where a CPU spends its time (README "Speed"):
-# * Computation stays at 1/4 resolution, in the form CPUs run fastest: dense 3x3
-#   convolutions 64 channels wide (at batch 1 on the 64x48 map, ONNX Runtime runs a 64-wide
-#   3x3 convolution at about its dense peak and a 48-wide one at about 80 % of it; oneDNN
-#   93 % and 86 %), 2 BasicBlocks per module in stages 2-3 and 1 in stage 4, and a 3x3
-#   fusion convolution in the KRM.
-# * Parameters are spent in the low-resolution branches, as one wide LD block per branch
-#   and module (112/224/368 channels) rather than HRNet's four narrow ones: an LDConv costs
-#   a dozen small operators (kernel attention, the per-sample depthwise convolution) whatever
-#   its width, so fewer, wider LD blocks buy the same parameters for a quarter of the
-#   operators. Same for the stem and the KRM (one LD block each).
-LDNET = NetworkSpec(
-    stem=StemSpec(kind="light", width=32, out_channels=64, num_blocks=1),
-    stages=_hrnet_stages(
-        (64, 112, 224, 368),
-        ("basic", "ld", "ld", "ld"),
-        first_branch_blocks=(2, 2, 1),
-        other_branch_blocks=1,
-    ),
-    head=HeadSpec(kind="krm", width=64, num_blocks=1, fuse_kernel=3),
-    fusion="light",
-    dynamic=True,
-    description="LDNet: light stem, LD blocks in the parallel branches, keypoint refinement",
-)
+FIGURE_ORDER = ("dw", "basic", "ld")
+RELEASE_W18_ORDER = ("dw", "ld", "basic")
 
-# The same design scaled down for CPU-minute budgets (the demo, quick experiments): one module
-# per stage, two BasicBlocks in the 1/4 branch and one LD block in each other branch, about
-# two thirds of the widths, a one-block stem and KRM. Not a model of the paper; its job is to
-# learn something useful in minutes on two CPU cores.
+
+def ldnet(width: int, blocks: tuple[str, str, str] = FIGURE_ORDER, description: str = ""):
+    """The official LDNet of width ``width`` (32 or 48) in block order ``blocks``."""
+    return NetworkSpec(
+        stem=StemSpec(kind="lite", width=32),
+        stages=_stages(width, blocks, modules=(2, 4, 2), blocks_per_branch=2),
+        head=HeadSpec(kind="krm"),
+        act="leaky_relu",
+        dynamic=True,
+        init="ldnet",
+        description=description,
+    )
+
+
+LDNET_W32 = ldnet(32, description="LDNet-w32 (Xu et al., 2022), the official network")
+LDNET_W48 = ldnet(48, description="LDNet-w48 (Xu et al., 2022), the official network")
+
+# The official architecture scaled down for CPU-minute budgets (the demo, quick experiments):
+# the same parts (light stem, DW / Basic / LD stages, full dynamic convolutions, the KRM) with
+# one module per stage, one block per branch and half the widths. Not a model of the paper.
 LDNET_S = NetworkSpec(
-    stem=StemSpec(kind="light", width=16, out_channels=32, num_blocks=1),
-    stages=(
-        StageSpec(1, (2, 1), (32, 64), ("basic", "ld")),
-        StageSpec(1, (2, 1, 1), (32, 64, 128), ("basic", "ld", "ld")),
-        StageSpec(1, (2, 1, 1, 1), (32, 64, 128, 224), ("basic", "ld", "ld", "ld")),
-    ),
-    head=HeadSpec(kind="krm", width=32, num_blocks=1),
-    fusion="light",
+    stem=StemSpec(kind="lite", width=16),
+    stages=_stages(16, FIGURE_ORDER, modules=(1, 1, 1), blocks_per_branch=1),
+    head=HeadSpec(kind="krm"),
+    act="leaky_relu",
     dynamic=True,
-    description="LDNet-S: LDNet scaled down for CPU-minute budgets (demo, quick experiments)",
+    init="ldnet",
+    description="LDNet-S: the official LDNet scaled down for CPU minutes (demo, quick runs)",
 )
 
 PRESETS: dict[str, NetworkSpec] = {
-    "ldnet": LDNET,
+    "ldnet": LDNET_W32,
+    "ldnet_w32": LDNET_W32,
+    "ldnet_w48": LDNET_W48,
+    # The release's other block order (its w18_* COCO configs).
+    "ldnet_w32_ld3": ldnet(
+        32, RELEASE_W18_ORDER, "LDNet-w32, LD blocks in stage 3 (the release's w18_* configs)"
+    ),
+    "ldnet_w48_ld3": ldnet(
+        48, RELEASE_W18_ORDER, "LDNet-w48, LD blocks in stage 3 (the release's w18_* order)"
+    ),
     "hrnet_w32": HRNET_W32,
-    # Ablations of the paper's study, each one switch away from `ldnet`.
-    "ldnet_static": replace(
-        LDNET, dynamic=False, description="ablation: LDNet with static depthwise kernels"
+    # Ablations of the paper's study, each one switch away from `ldnet_w32`.
+    "ldnet_w32_static": replace(
+        LDNET_W32,
+        dynamic=False,
+        description="ablation: LDNet-w32 with static kernels in the LD blocks and the KRM",
     ),
-    "ldnet_no_krm": replace(
-        LDNET,
+    "ldnet_w32_no_krm": replace(
+        LDNET_W32,
         head=HeadSpec(kind="simple"),
-        description="ablation: LDNet without the keypoint refinement module (1x1 head)",
+        description="ablation: LDNet-w32 without the keypoint refinement module (1x1 head)",
     ),
-    "ldnet_hrnet_stem": replace(
-        LDNET,
+    "ldnet_w32_hrnet_stem": replace(
+        LDNET_W32,
         stem=StemSpec(kind="hrnet"),
-        description="ablation: LDNet with HRNet's stem instead of the light one",
+        description="ablation: LDNet-w32 with HRNet's stem instead of the light one",
     ),
     # Not of the paper: LDNet sized for CPU minutes (the demo).
     "ldnet_s": LDNET_S,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import Bottleneck, LDBlock, conv_bn, separable_conv_bn
+from .blocks import Bottleneck, conv_bn
 
 
 class HRNetStem(nn.Module):
@@ -24,32 +24,43 @@ class HRNetStem(nn.Module):
         return self.layer1(self.conv2(self.conv1(x)))
 
 
-class LightStem(nn.Module):
-    """LDNet's lightweight feature extraction head.
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle: channel g * n + i goes to i * groups + g."""
+    batch, channels, height, width = x.shape
+    x = x.view(batch, groups, channels // groups, height, width).transpose(1, 2)
+    return x.reshape(batch, channels, height, width)
 
-    A stride-2 3x3 convolution, a stride-2 depthwise-separable convolution down to 1/4
-    resolution, then ``num_blocks`` LD blocks at 1/4. Roughly a tenth of the MACs and
-    parameters of HRNet's stem.
+
+class LiteStem(nn.Module):
+    """LDNet's lightweight feature extraction head (Lite-HRNet's stem, expansion 1).
+
+    A stride-2 3x3 convolution, then the channels split in two halves that each go down to
+    1/4 resolution: half A by a stride-2 depthwise 3x3 and a 1x1; half B by a 1x1, a stride-2
+    depthwise 3x3 and a 1x1. Concatenated, then shuffled across the halves. The paper's figure
+    draws half A as an identity; the official code strides it, as here. Its convolutions have
+    biases (before BatchNorm, so they only matter as parameters), and its activation is
+    LeakyReLU(0.01) after every convolution but the two depthwise ones.
     """
 
-    def __init__(
-        self,
-        width: int = 32,
-        out_channels: int = 64,
-        num_blocks: int = 2,
-        dynamic: bool = True,
-        num_kernels: int = 4,
-    ):
+    def __init__(self, width: int = 32):
         super().__init__()
-        self.conv1 = conv_bn(3, width, 3, stride=2)
-        self.conv2 = separable_conv_bn(width, out_channels, stride=2)
-        self.blocks = nn.Sequential(
-            *[
-                LDBlock(out_channels, out_channels, dynamic=dynamic, num_kernels=num_kernels)
-                for _ in range(num_blocks)
-            ]
+        if width % 2:
+            raise ValueError(f"the light stem splits its channels in two, got width {width}")
+        half = width // 2
+        act = "leaky_relu"
+        self.conv1 = conv_bn(3, width, 3, stride=2, act=act, bias=True)
+        self.half_a = nn.Sequential(
+            conv_bn(half, half, 3, stride=2, groups=half, act=None, bias=True),
+            conv_bn(half, half, 1, act=act, bias=True),
         )
-        self.out_channels = out_channels
+        # Expansion ratio 1: the 1x1 "expansion" goes from half to the full width.
+        self.half_b = nn.Sequential(
+            conv_bn(half, width, 1, act=act, bias=True),
+            conv_bn(width, width, 3, stride=2, groups=width, act=None, bias=True),
+            conv_bn(width, half, 1, act=act, bias=True),
+        )
+        self.out_channels = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.conv2(self.conv1(x)))
+        a, b = self.conv1(x).chunk(2, dim=1)
+        return channel_shuffle(torch.cat((self.half_a(a), self.half_b(b)), dim=1), 2)
