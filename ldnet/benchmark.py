@@ -4,10 +4,11 @@ The machines this runs on are shared and noisy, so the cases are timed in interl
 rounds (every case once per round, several rounds) and each case reports its median: a
 burst of load from elsewhere hits all cases of a round alike instead of one case only.
 
-Backends: ``pytorch`` (eager, as deployed: BN folded, channels-last, LDConv "aggregate"),
-``onnxruntime`` (as ``PoseEstimator`` runs a model in ONNX Runtime: fixed-batch graphs, LDConv
-"aggregate") and ``onnxruntime-dynamic`` (the ``ldnet export onnx`` file: dynamic batch,
-LDConv "mixture"); ONNX Runtime's CPU provider gets as many threads as PyTorch uses.
+Backends: ``pytorch`` (eager, as deployed: BN folded, channels-last, LDConv "auto" unless
+told otherwise), ``onnxruntime`` and ``openvino`` (as ``PoseEstimator`` runs a model there:
+fixed-batch graphs, LDConv "aggregate") and ``onnxruntime-dynamic`` / ``openvino-dynamic``
+(the ``ldnet export onnx`` file: dynamic batch, LDConv "mixture"); every runtime gets as many
+threads as PyTorch uses. Each result names the LDConv forms that ran.
 
 Each model's achieved GMAC/s (its MACs per image, as ``ldnet complexity`` counts them, times
 images/s) can be set beside the machine's peak, measured in the same rounds: a large dense
@@ -25,11 +26,12 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .errors import LDNetError
-from .inference.backends import BACKENDS, BatchSpecializedOnnxBackend, OnnxRuntimeBackend
+from .inference.backends import BACKENDS, BatchSpecializedOnnxBackend, onnx_file_backend
 from .models import build_model
 from .models.fuse import fuse_for_inference, to_channels_last
+from .models.ldconv import DynamicConv2d, executions_run, set_ldconv_execution
 
-BENCH_BACKENDS = (*BACKENDS, "onnxruntime-dynamic")
+BENCH_BACKENDS = (*BACKENDS, "onnxruntime-dynamic", "openvino-dynamic")
 # The peak case: a dense 3x3 convolution large enough to run at the machine's arithmetic
 # limit (256 -> 256 channels on a 64x48 map, as in HRNet's widest branch: 1.8 GMAC a call).
 PEAK_MODEL, PEAK_CHANNELS, PEAK_MAP = "dense-conv3x3", 256, (64, 48)
@@ -50,14 +52,19 @@ class BenchResult:
     backend: str = "pytorch"
     # Multiply-accumulates per second achieved (None where not measured).
     gmac_per_s: float | None = None
+    # The LDConv forms that ran ("aggregate", "mixture", "aggregate 24 + mixture 8"); "-"
+    # for a network without dynamic convolutions.
+    execution: str = "-"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def prepare_pytorch_model(name: str, num_joints: int, fuse: bool, channels_last: bool):
+def prepare_pytorch_model(
+    name: str, num_joints: int, fuse: bool, channels_last: bool, execution: str = "auto"
+):
     """Eval-mode model ready for timing; BN folding and NHWC as in deployment."""
-    model = build_model(name, num_joints).eval()
+    model = set_ldconv_execution(build_model(name, num_joints).eval(), execution)
     if fuse:
         model = fuse_for_inference(model)
     if channels_last:
@@ -73,16 +80,36 @@ def _time_calls(run: Callable[[], object], iterations: int) -> float:
 
 
 def prepare_onnx_backend(
-    name: str, num_joints: int, input_size: tuple[int, int], folder, dynamic: bool = False
+    name: str,
+    num_joints: int,
+    input_size: tuple[int, int],
+    folder,
+    dynamic: bool = False,
+    runtime: str = "onnxruntime",
 ):
-    """The preset in ONNX Runtime: as ``PoseEstimator`` runs it (fixed-batch graphs) or, with
-    ``dynamic``, as the ``ldnet export onnx`` file (one dynamic-batch graph)."""
+    """The preset in ONNX Runtime or OpenVINO (``runtime``): as ``PoseEstimator`` runs it
+    (fixed-batch graphs) or, with ``dynamic``, as the ``ldnet export onnx`` file (one
+    dynamic-batch graph)."""
     model = build_model(name, num_joints).eval()
     if not dynamic:
-        return BatchSpecializedOnnxBackend(model, input_size)
+        return BatchSpecializedOnnxBackend(model, input_size, runtime=runtime)
     from .export import export_onnx
 
-    return OnnxRuntimeBackend(export_onnx(model, f"{folder}/{name}.onnx", input_size))
+    path = export_onnx(model, f"{folder}/{name}.onnx", input_size)
+    return onnx_file_backend(path, runtime)
+
+
+def has_dynamic_convs(model: torch.nn.Module) -> bool:
+    return any(isinstance(module, DynamicConv2d) for module in model.modules())
+
+
+def describe_executions(counts: dict[str, int]) -> str:
+    """{"aggregate": 24, "mixture": 8} -> "aggregate 24 + mixture 8"; one form: its name."""
+    if not counts:
+        return "-"
+    if len(counts) == 1:
+        return next(iter(counts))
+    return " + ".join(f"{form} {count}" for form, count in counts.items())
 
 
 def macs_per_image(name: str, num_joints: int, input_size: tuple[int, int]) -> int:
@@ -108,17 +135,15 @@ def peak_case(backend: str, folder) -> tuple[Callable[[], object], int]:
 
             run()
             return run, macs
-        from .inference.backends import onnx_session
-
         path = f"{folder}/{PEAK_MODEL}.onnx"
         with warnings.catch_warnings():  # the TorchScript exporter, as ldnet.export uses
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(conv, (images,), path, input_names=["x"], dynamo=False)
-        session = onnx_session(path)
-        feed = {"x": images.numpy()}
-        session.run(None, feed)
-        return (lambda: session.run(None, feed)), macs
-    except (ImportError, RuntimeError) as error:  # no runtime, no kernel for this CPU
+        runner = onnx_file_backend(path, backend)
+        crops = images.numpy()
+        runner(crops)
+        return (lambda: runner(crops)), macs
+    except (ImportError, RuntimeError, LDNetError) as error:  # no runtime, no kernel here
         first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
         raise BenchError(
             f"--peak: a dense 3x3 convolution cannot run on {backend}: {first_line}"
@@ -137,10 +162,12 @@ def benchmark_forward(
     on_round: Callable[[int], None] | None = None,
     backends: Sequence[str] = ("pytorch",),
     peak: bool = False,
+    execution: str = "auto",
 ) -> list[BenchResult]:
     """Images/s (and GMAC/s) of each (backend, model, batch) case, median over ``repeats``
     interleaved rounds; with ``peak``, a dense 3x3 convolution per backend too (model
-    ``PEAK_MODEL``, batch 1, images/s = calls/s)."""
+    ``PEAK_MODEL``, batch 1, images/s = calls/s). ``execution`` is LDConv's in PyTorch;
+    exported graphs take theirs from the export (fixed batch "aggregate", dynamic "mixture")."""
     import tempfile
 
     unknown = [b for b in backends if b not in BENCH_BACKENDS]
@@ -151,6 +178,7 @@ def benchmark_forward(
     if bad:
         raise BenchError(f"batch size must be at least 1, got {bad[0]}")
     macs = {name: macs_per_image(name, num_joints, input_size) for name in models}
+    dynamic_convs = {name: has_dynamic_convs(build_model(name, num_joints)) for name in models}
     torch.manual_seed(0)
     cases = []
     with tempfile.TemporaryDirectory(prefix="ldnet-bench-") as folder:
@@ -158,15 +186,19 @@ def benchmark_forward(
         for backend in dict.fromkeys(b.removesuffix("-dynamic") for b in backends if peak):
             run, macs[PEAK_MODEL] = peak_case(backend, folder)
             iterations = max(1, round(min_repeat_s / max(_time_calls(run, 1), 1e-6)))
-            cases.append((backend, PEAK_MODEL, 1, run, iterations))
+            cases.append((backend, PEAK_MODEL, 1, run, iterations, "-"))
         for backend in backends:
             for name in models:
                 if backend == "pytorch":
-                    model = prepare_pytorch_model(name, num_joints, fuse, channels_last)
+                    model = prepare_pytorch_model(name, num_joints, fuse, channels_last, execution)
                 else:
+                    runtime = backend.removesuffix("-dynamic")
+                    dynamic = backend != runtime
                     runner = prepare_onnx_backend(
-                        name, num_joints, input_size, folder, backend == "onnxruntime-dynamic"
+                        name, num_joints, input_size, folder, dynamic, runtime
                     )
+                    # What the export sets (ldnet.export.exportable_model).
+                    graph_form = "mixture" if dynamic else "aggregate"
                 for batch in batches:
                     images = torch.randn(batch, 3, *input_size)
                     if backend == "pytorch":
@@ -177,11 +209,16 @@ def benchmark_forward(
                             with torch.inference_mode():
                                 return model(images)
 
+                        with torch.inference_mode():
+                            forms = describe_executions(executions_run(model, images))
+
                     else:
                         crops = images.numpy()
 
                         def run(runner=runner, crops=crops):
                             return runner(crops)
+
+                        forms = graph_form if dynamic_convs[name] else "-"
 
                     # Warm-up (oneDNN and ONNX Runtime pick and cache kernels on the first
                     # calls), then choose how many calls make one timed repeat last at least
@@ -190,16 +227,16 @@ def benchmark_forward(
                     run()
                     one_call = _time_calls(run, 1)
                     iterations = max(1, round(min_repeat_s / max(one_call, 1e-6)))
-                    cases.append((backend, name, batch, run, iterations))
+                    cases.append((backend, name, batch, run, iterations, forms))
 
         seconds: dict[tuple, list[float]] = {case[:3]: [] for case in cases}
         for round_index in range(repeats):
-            for backend, name, batch, run, iterations in cases:
+            for backend, name, batch, run, iterations, _ in cases:
                 seconds[(backend, name, batch)].append(_time_calls(run, iterations))
             if on_round is not None:
                 on_round(round_index)
     results = []
-    for backend, name, batch, _, iterations in cases:
+    for backend, name, batch, _, iterations, forms in cases:
         median_s = statistics.median(seconds[(backend, name, batch)])
         rate = batch / median_s
         results.append(
@@ -212,6 +249,7 @@ def benchmark_forward(
                 iterations,
                 backend,
                 gmac_per_s=macs[name] * rate / 1e9,
+                execution=forms,
             )  # fmt: skip
         )
     return results
@@ -235,7 +273,7 @@ def benchmark_training(
     images = torch.randn(batch, 3, height, width).contiguous(memory_format=torch.channels_last)
     target = torch.rand(batch, num_joints, height // 4, width // 4)
     weight = torch.ones(batch, num_joints)
-    steps = {}
+    steps, forms = {}, {}
     for name in models:
         model = to_channels_last(build_model(name, num_joints).train())
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -248,6 +286,7 @@ def benchmark_training(
 
         step()  # warm-up
         steps[name] = step
+        forms[name] = describe_executions(executions_run(model, images))
     seconds: dict[str, list[float]] = {name: [] for name in models}
     for round_index in range(repeats):
         for name in models:
@@ -263,6 +302,7 @@ def benchmark_training(
             repeats,
             steps_per_repeat,
             backend="pytorch-train",
+            execution=forms[name],
         )
         for name in models
     ]

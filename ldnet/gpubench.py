@@ -14,6 +14,7 @@ optimiser state, inputs, activations, workspaces).
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -25,6 +26,7 @@ import torch
 from .benchmark import (
     BenchResult,
     _time_calls,
+    has_dynamic_convs,
     macs_per_image,
     prepare_pytorch_model,
     speedups,
@@ -32,6 +34,7 @@ from .benchmark import (
 from .engine.loss import supervised_loss
 from .models import build_model
 from .models.fuse import to_channels_last
+from .models.ldconv import EXECUTIONS
 
 REFERENCE = "hrnet_w32"
 UNMEASURED = "unmeasured: no CUDA device"
@@ -44,6 +47,7 @@ ROW_KEYS = (
     "iterations_per_repeat",
     "backend",
     "gmac_per_s",
+    "execution",
     "peak_memory_mib",
     f"speedup_vs_{REFERENCE}",
     "status",
@@ -57,7 +61,8 @@ METHOD = {
     "autocast float16 with a GradScaler on CUDA, float32 on the CPU; images_per_s are "
     "samples/s",
     "inference": "eval mode, BatchNorm folded into the convolutions, weights and input in "
-    "the named dtype, LDConv 'aggregate'",
+    "the named dtype; LDConv in the named execution (backend pytorch-<dtype>-<execution>), "
+    "'-compile': torch.compile(mode='max-autotune-no-cudagraphs') of that model",
     "onnxruntime": "the `ldnet export onnx` graph (LDConv 'mixture', dynamic batch), input "
     "and output bound on the provider's device",
     "memory_format": "contiguous (NCHW) on CUDA, channels-last on the CPU, as the engine",
@@ -73,21 +78,30 @@ METHOD = {
 class Plan:
     """What to measure. The defaults are the issue's GPU figures at 256x192."""
 
-    models: tuple[str, ...] = ("ldnet", REFERENCE)
+    models: tuple[str, ...] = ("ldnet_w32", REFERENCE)
     input_size: tuple[int, int] = (256, 192)
     num_joints: int = 17
-    train_batches: tuple[int, ...] = (32, 64)
+    train_batches: tuple[int, ...] = (32,)
     inference_batches: tuple[int, ...] = (1, 64)
     dtypes: tuple[str, ...] = ("float32", "float16")
+    # LDConv's forms, each timed eagerly; a network without LDConv runs "auto" only.
+    executions: tuple[str, ...] = EXECUTIONS
+    # torch.compile'd cases (CUDA only): these executions. One compile per case costs about
+    # a minute; "auto" alone keeps `make gpu-check` inside one 10-minute device call.
+    compiled_executions: tuple[str, ...] = ("auto",)
     onnxruntime: bool = True
     repeats: int = 5
     min_repeat_s: float = 0.2
     warmup: int = 3
 
     def backends(self, device: str) -> list[str]:
-        """Case labels: ``pytorch-train[-amp]``, ``pytorch-<dtype>``, ``onnxruntime-<dev>``."""
+        """Case labels: ``pytorch-train[-amp]``, ``pytorch-<dtype>-<execution>[-compile]``,
+        ``onnxruntime-<dev>-float32``."""
         labels = ["pytorch-train-amp" if device == "cuda" else "pytorch-train"]
-        labels += [f"pytorch-{dtype}" for dtype in self.dtypes]
+        for dtype in self.dtypes:
+            labels += [f"pytorch-{dtype}-{execution}" for execution in self.executions]
+            if device == "cuda":
+                labels += [f"pytorch-{dtype}-{ex}-compile" for ex in self.compiled_executions]
         if self.onnxruntime:
             labels.append(f"onnxruntime-{device}-float32")
         return labels
@@ -98,8 +112,41 @@ class Plan:
             (backend, model, batch)
             for backend in self.backends(device)
             for model in self.models
+            if has_ldconv(model) or inference_execution(backend) in (None, "auto")
             for batch in (self.train_batches if "train" in backend else self.inference_batches)
         ]
+
+
+@functools.cache
+def has_ldconv(name: str) -> bool:
+    return has_dynamic_convs(build_model(name, 17))
+
+
+def inference_execution(backend: str) -> str | None:
+    """LDConv's execution in a ``pytorch-<dtype>-<execution>[-compile]`` label, else None."""
+    parts = backend.removesuffix("-compile").split("-")
+    if parts[0] != "pytorch" or "train" in parts or len(parts) != 3:
+        return None
+    return parts[2]
+
+
+def fastest(rows: list[dict]) -> list[dict]:
+    """Per (model, batch, dtype): the measured PyTorch inference case with the most images/s
+    (which execution, eager or compiled)."""
+    best: dict[tuple, dict] = {}
+    for row in rows:
+        execution = inference_execution(row["backend"])
+        if execution is None or row["status"] != "measured":
+            continue
+        dtype = row["backend"].split("-")[1]
+        key = (row["model"], row["batch"], dtype)
+        if key not in best or row["images_per_s"] > best[key]["images_per_s"]:
+            best[key] = row
+    return [
+        {"model": model, "batch": batch, "dtype": dtype, "backend": row["backend"],
+         "execution": row["execution"], "images_per_s": row["images_per_s"]}
+        for (model, batch, dtype), row in best.items()
+    ]  # fmt: skip
 
 
 def empty_row(backend: str, model: str, batch: int, status: str) -> dict:
@@ -163,10 +210,15 @@ def training_step(name: str, batch: int, plan: Plan, device: torch.device) -> Ca
     return step
 
 
-def inference_call(name: str, batch: int, dtype: str, plan: Plan, device) -> Callable:
+def inference_call(
+    name: str, batch: int, dtype: str, plan: Plan, device, execution="auto", compiled=False
+) -> Callable:
     dtype = getattr(torch, dtype)
-    model = prepare_pytorch_model(name, plan.num_joints, True, _channels_last(device))
+    model = prepare_pytorch_model(name, plan.num_joints, True, _channels_last(device), execution)
     model = model.to(device, dtype)
+    if compiled:
+        # No CUDA graphs: the timing harness's synchronisation would time their replay only.
+        model = torch.compile(model, mode="max-autotune-no-cudagraphs")
     images = _images(batch, plan, device, dtype)
 
     def run():
@@ -201,6 +253,16 @@ def onnxruntime_call(path, batch: int, plan: Plan, provider: str) -> Callable:
         session.run_with_iobinding(binding)
 
     return run
+
+
+def _execution_of(backend: str, model: str) -> str:
+    """The LDConv execution a case ran: its label's, "auto" in training, the export's in
+    ONNX Runtime (dynamic batch: "mixture"), "-" without LDConv."""
+    if not has_ldconv(model):
+        return "-"
+    if backend.startswith("onnxruntime"):
+        return "mixture"
+    return inference_execution(backend) or "auto"
 
 
 # -- timing ---------------------------------------------------------------------------------
@@ -261,7 +323,9 @@ def _builder(key, plan: Plan, device: torch.device, onnx_path, provider) -> Call
         return lambda: onnxruntime_call(onnx_path(name), batch, plan, provider)
     if "train" in backend:
         return lambda: training_step(name, batch, plan, device)
-    return lambda: inference_call(name, batch, backend.removeprefix("pytorch-"), plan, device)
+    dtype = backend.split("-")[1]
+    execution, compiled = inference_execution(backend), backend.endswith("-compile")
+    return lambda: inference_call(name, batch, dtype, plan, device, execution, compiled)
 
 
 def measure(
@@ -332,6 +396,7 @@ def measure(
             # Forward multiply-adds per second; a training step's backward is not counted in
             # `ldnet complexity`'s MACs, so training rows leave it empty.
             gmac_per_s=None if "train" in case.backend else macs[case.model] * rate / 1e9,
+            execution=_execution_of(case.backend, case.model),
         )
         results.append((result, case.peak_memory_mib))
     for backend in {result.backend for result, _ in results}:

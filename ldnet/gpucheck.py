@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from .engine.runs import write_json_atomic
-from .gpubench import METHOD, REFERENCE, ROW_KEYS, UNMEASURED, Plan, empty_row, measure
+from .gpubench import METHOD, REFERENCE, ROW_KEYS, UNMEASURED, Plan, empty_row, fastest, measure
 
 FORMAT = "ldnet-gpu-check-1"
 REPORT_NAME = "gpu-check.json"
@@ -57,7 +57,7 @@ REPORT_KEYS = {
 }
 ENVIRONMENT_KEYS = ("device_name", "device_count", "driver_version", "torch", "cuda", "cudnn")
 TEST_KEYS = ("status", "passed", "failed", "skipped", "errors", "cases")
-BENCHMARK_KEYS = ("status", "device", "plan", "method", "onnxruntime", "rows")
+BENCHMARK_KEYS = ("status", "device", "plan", "method", "onnxruntime", "rows", "fastest")
 
 
 def positive_int(text: str) -> int:
@@ -214,6 +214,7 @@ def benchmark_section(plan: Plan, device: str, status: str, rows=None, onnx_stat
         "method": {**METHOD, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32},
         "onnxruntime": onnx_status or status,
         "rows": rows,
+        "fastest": fastest(rows),
     }
 
 

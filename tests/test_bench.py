@@ -33,6 +33,26 @@ def test_gmac_per_s_is_macs_times_rate_and_the_peak_is_timed():
     assert peak.gmac_per_s == pytest.approx(peak_macs / (peak.ms_per_batch * 1e-3) / 1e9)
 
 
+def test_results_name_the_ldconv_forms_that_ran():
+    torch.set_num_threads(1)
+    results = benchmark_forward(
+        ["ldnet_s", "hrnet_w32"], [1, 2], (64, 64), repeats=1, min_repeat_s=0.01,
+        backends=["pytorch", "onnxruntime", "onnxruntime-dynamic"],
+    )  # fmt: skip
+    forms = {(r.backend, r.model, r.batch): r.execution for r in results}
+    # Batch 1: plain convolutions with the mixed kernels. Batch 2 in inference: the 1/32 map
+    # of a 64x64 crop (2x2, 128 channels) is the one tiny wide map "auto" runs as a mixture.
+    assert forms[("pytorch", "ldnet_s", 1)] == "aggregate"
+    assert forms[("pytorch", "ldnet_s", 2)] == "aggregate 8 + mixture 2"
+    assert forms[("onnxruntime", "ldnet_s", 2)] == "aggregate"
+    assert forms[("onnxruntime-dynamic", "ldnet_s", 1)] == "mixture"
+    assert {forms[(b, "hrnet_w32", 1)] for b in ("pytorch", "onnxruntime")} == {"-"}
+    forced = benchmark_forward(
+        ["ldnet_s"], [2], (64, 64), repeats=1, min_repeat_s=0.01, execution="mixture"
+    )
+    assert forced[0].execution == "mixture"
+
+
 def test_bench_bad_input_is_one_line_exit_2(capsys, monkeypatch):
     with pytest.raises(BenchError, match="batch size must be at least 1, got 0"):
         benchmark_forward(["ldnet_s"], [0], (64, 64))

@@ -20,6 +20,7 @@ TINY = Plan(
     train_batches=(2,),
     inference_batches=(1,),
     dtypes=("float32",),
+    executions=("auto",),
     onnxruntime=False,
     repeats=2,
     min_repeat_s=0.0,
@@ -57,8 +58,10 @@ def test_without_cuda_one_line_exit_0_and_a_well_formed_report(tmp_path):
     ).stdout
     gpu_tests = sum("test_gpu.py::" in row for row in collected.splitlines())
     assert gpu_tests >= 10
+    self_cases = gpucheck.SELF_CHECK_PLAN.cases("cpu")
     expected = (
-        f"CPU self-checks passed (10 benchmark cases on the CPU, {gpu_tests} gpu tests skipped)"
+        f"CPU self-checks passed ({len(self_cases)} benchmark cases on the CPU, "
+        f"{gpu_tests} gpu tests skipped)"
     )
     assert expected in line
     assert "Traceback" not in result.stderr
@@ -69,32 +72,22 @@ def test_without_cuda_one_line_exit_0_and_a_well_formed_report(tmp_path):
     environment = report["environment"]
     assert environment["device_name"] is None and environment["device_count"] == 0
     assert environment["torch"] == __import__("torch").__version__
-    # Every GPU figure is listed, none has a value.
+    # Every GPU figure is listed, none has a value: for ldnet_w32 training 32, 2 dtypes x
+    # (3 executions + compiled auto) x batch 1/64, ORT x 1/64; for HRNet 1 execution.
     rows = report["benchmark"]["rows"]
-    assert len(rows) == 2 * (2 + 2 * 2 + 2)  # 2 models x (train 32/64, fp32/fp16 x 1/64, ORT)
+    assert len(rows) == (1 + 2 * 4 * 2 + 2) + (1 + 2 * 2 * 2 + 2)
     assert {r["status"] for r in rows} == {UNMEASURED}
     assert all(r[k] is None for r in rows for k in ("images_per_s", "peak_memory_mib"))
-    assert {r["backend"] for r in rows} == {
-        "pytorch-train-amp",
-        "pytorch-float32",
-        "pytorch-float16",
-        "onnxruntime-cuda-float32",
-    }
-    # The measuring code ran on the CPU, ONNX Runtime included.
+    assert {r["backend"] for r in rows} == set(Plan().backends("cuda"))
+    assert report["benchmark"]["fastest"] == []  # nothing measured
+    # The measuring code ran on the CPU, ONNX Runtime included: every execution of ldnet_s.
     self_check = report["self_check"]
     assert self_check["device"] == "cpu" and self_check["onnxruntime"].startswith("measured")
-    assert [(r["backend"], r["model"], r["batch"]) for r in self_check["rows"]] == [
-        ("pytorch-train", "ldnet_s", 2),
-        ("pytorch-train", REFERENCE, 2),
-        ("pytorch-float32", "ldnet_s", 1),
-        ("pytorch-float32", "ldnet_s", 2),
-        ("pytorch-float32", REFERENCE, 1),
-        ("pytorch-float32", REFERENCE, 2),
-        ("onnxruntime-cpu-float32", "ldnet_s", 1),
-        ("onnxruntime-cpu-float32", "ldnet_s", 2),
-        ("onnxruntime-cpu-float32", REFERENCE, 1),
-        ("onnxruntime-cpu-float32", REFERENCE, 2),
-    ]
+    assert [(r["backend"], r["model"], r["batch"]) for r in self_check["rows"]] == self_cases
+    assert {r["execution"] for r in self_check["rows"] if r["model"] == "ldnet_s"} == {
+        "aggregate", "mixture", "auto"
+    }  # fmt: skip
+    assert len(self_check["fastest"]) == 4  # 2 models x batch 1/2
     for row in self_check["rows"]:
         assert row["images_per_s"] * row["ms_per_batch"] / 1e3 == pytest.approx(row["batch"])
     # The gpu tests ran, and each one skipped with its reason.
@@ -147,7 +140,7 @@ def test_measure_on_the_cpu():
     assert [(r["backend"], r["model"], r["batch"]) for r in rows] == TINY.cases("cpu")
     assert [tuple(r) for r in rows] == [ROW_KEYS] * 4
     by_case = {(r["backend"], r["model"]): r for r in rows}
-    for backend in ("pytorch-train", "pytorch-float32"):
+    for backend in ("pytorch-train", "pytorch-float32-auto"):
         ours, reference = by_case[(backend, "ldnet_s")], by_case[(backend, REFERENCE)]
         assert reference[f"speedup_vs_{REFERENCE}"] == 1.0
         assert ours[f"speedup_vs_{REFERENCE}"] == pytest.approx(
@@ -157,6 +150,35 @@ def test_measure_on_the_cpu():
         assert row["status"] == "measured" and row["peak_memory_mib"] is None  # CPU: no stats
         assert row["repeats"] == 2 and row["iterations_per_repeat"] >= 1
         assert row["images_per_s"] == pytest.approx(row["batch"] / row["ms_per_batch"] * 1e3)
+
+
+def test_the_gpu_plan_covers_every_execution_dtype_and_compile():
+    cases = Plan().cases("cuda")
+    ours = {backend for backend, model, _ in cases if model == "ldnet_w32"}
+    for dtype in ("float32", "float16"):
+        for execution in ("aggregate", "mixture", "auto"):
+            assert f"pytorch-{dtype}-{execution}" in ours
+        assert f"pytorch-{dtype}-auto-compile" in ours
+    assert {"pytorch-train-amp", "onnxruntime-cuda-float32"} <= ours
+    # HRNet has no LDConv: one eager and one compiled case per dtype, not three.
+    theirs = [(b, n) for b, m, n in cases if m == REFERENCE and b.startswith("pytorch-float16")]
+    assert theirs == [(b, n) for b in ("pytorch-float16-auto", "pytorch-float16-auto-compile")
+                      for n in (1, 64)]  # fmt: skip
+    assert {n for b, m, n in cases if b == "pytorch-train-amp"} == {32}
+    assert not [b for b, _, _ in Plan().cases("cpu") if b.endswith("-compile")]  # CUDA only
+
+
+def test_measure_names_the_execution_and_the_fastest_case():
+    plan = replace(TINY, models=("ldnet_s", REFERENCE), train_batches=(), inference_batches=(2,),
+                   executions=("aggregate", "mixture", "auto"))  # fmt: skip
+    rows, _ = measure(plan, "cpu")
+    assert [(r["model"], r["execution"]) for r in rows] == [
+        ("ldnet_s", "aggregate"), ("ldnet_s", "mixture"), ("ldnet_s", "auto"), (REFERENCE, "-")
+    ]  # fmt: skip
+    best = {(b["model"], b["batch"], b["dtype"]): b for b in gpubench.fastest(rows)}
+    ours = max((r for r in rows if r["model"] == "ldnet_s"), key=lambda r: r["images_per_s"])
+    assert best[("ldnet_s", 2, "float32")]["backend"] == ours["backend"]
+    assert best[(REFERENCE, 2, "float32")]["execution"] == "-"
 
 
 def test_onnxruntime_without_the_provider_is_recorded_unavailable(monkeypatch):
@@ -291,8 +313,8 @@ def test_gpu_path_with_the_device_faked(tmp_path, monkeypatch, capsys):
     assert [row[:3] for row in table] == [
         ["pytorch-train", "ldnet_s", "2"],
         ["pytorch-train", REFERENCE, "2"],
-        ["pytorch-float32", "ldnet_s", "1"],
-        ["pytorch-float32", REFERENCE, "1"],
+        ["pytorch-float32-auto", "ldnet_s", "1"],
+        ["pytorch-float32-auto", REFERENCE, "1"],
     ]
     assert table[1][-1] == "1.00x"
     assert "gpu-check: gpu tests: 17 passed, 1 failed" in captured.err

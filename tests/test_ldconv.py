@@ -141,14 +141,26 @@ def test_temperature_sharpens_attention():
 
 
 def test_auto_runs_the_mixture_only_on_several_samples_of_a_tiny_wide_map():
-    from ldnet.models.ldconv import MIXTURE_MAX_PIXELS, MIXTURE_MIN_CHANNELS
+    from ldnet.models.ldconv import (
+        MIXTURE_MAX_PIXELS_INFERENCE,
+        MIXTURE_MAX_PIXELS_TRAINING,
+        MIXTURE_MIN_CHANNELS,
+    )
 
     torch.manual_seed(0)
     wide = MIXTURE_MIN_CHANNELS
     conv = spread(DynamicConv2d(wide, 16, 3))
     assert conv.execution == "auto"
+    # `ldnet_w32`'s 1/32 map (8x6) trains as a mixture and infers as aggregated kernels.
+    assert MIXTURE_MAX_PIXELS_INFERENCE < 8 * 6 <= MIXTURE_MAX_PIXELS_TRAINING
+    assert conv.prefers_mixture(torch.zeros(2, wide, 8, 6))  # gradients flow
+    with torch.no_grad():
+        assert not conv.prefers_mixture(torch.zeros(2, wide, 8, 6))
+        assert conv.prefers_mixture(torch.zeros(2, wide, 4, 3))
+    conv.weight.requires_grad_(False)  # frozen: no backward to speed up
+    assert not conv.prefers_mixture(torch.zeros(2, wide, 8, 6))
+    conv.weight.requires_grad_(True)
     assert conv.prefers_mixture(torch.zeros(2, wide, 4, 3))
-    assert conv.prefers_mixture(torch.zeros(2, wide, 8, MIXTURE_MAX_PIXELS // 8))
     assert not conv.prefers_mixture(torch.zeros(1, wide, 4, 3))  # batch 1: a plain conv
     assert not conv.prefers_mixture(torch.zeros(2, wide, 8, 7))  # 56 pixels
     narrow = DynamicConv2d(wide // 2, 16, 3)

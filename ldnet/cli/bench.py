@@ -8,7 +8,7 @@ import json
 import torch
 
 from ldnet.benchmark import BENCH_BACKENDS, PEAK_MODEL
-from ldnet.inference.backends import BACKENDS
+from ldnet.models.ldconv import EXECUTIONS
 
 from .common import CLIError, positive_int
 
@@ -58,8 +58,16 @@ def register(subparsers) -> None:
         "--backend",
         nargs="+",
         choices=BENCH_BACKENDS,
-        default=list(BACKENDS),
-        help="inference backends (default: pytorch onnxruntime)",
+        default=["pytorch", "onnxruntime"],
+        help="inference backends (default: pytorch onnxruntime; openvino needs "
+        "`pip install ldnet[openvino]`)",
+    )
+    parser.add_argument(
+        "--execution",
+        choices=EXECUTIONS,
+        default="auto",
+        help="LDConv's form in PyTorch (default auto: per layer and batch, see README); "
+        "exported graphs use the export's (fixed batch aggregate, dynamic mixture)",
     )
     parser.add_argument("--reference", default="hrnet_w32", help="ratio denominator")
     parser.add_argument(
@@ -126,6 +134,7 @@ def run(args) -> int:
                 on_round=lambda _: bar.update(1),
                 backends=args.backend,
                 peak=args.peak,
+                execution=args.execution,
             )
     ratios = speedups(results, args.reference) if args.reference in args.models else {}
     several = len({r.backend for r in results}) > 1
@@ -157,6 +166,7 @@ def run(args) -> int:
     )
     header = (
         f"{'backend':<19} {'model':<18} {'batch':>5} {'images/s':>9} {'ms/batch':>9} {'GMAC/s':>7}"
+        f" {'LDConv':<24}"
     )
     if ratios:
         header += f" {'vs ' + args.reference:>14}"
@@ -170,7 +180,7 @@ def run(args) -> int:
         gmacs = "-" if result.gmac_per_s is None else f"{result.gmac_per_s:.1f}"
         line = (
             f"{result.backend:<19} {result.model:<18} {result.batch:>5} "
-            f"{rate:>9} {result.ms_per_batch:>9.1f} {gmacs:>7}"
+            f"{rate:>9} {result.ms_per_batch:>9.1f} {gmacs:>7} {result.execution:<24}"
         )
         key = (result.backend if several else "", result.model, result.batch)
         if ratios:

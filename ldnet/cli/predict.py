@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ldnet.datasets import DATASETS
+from ldnet.inference.backends import BACKENDS
 
 from .common import CLIError, input_size, positive_int
 
@@ -56,7 +57,7 @@ def register(subparsers) -> None:
         choices=["msra", "dark"],
         help="decode with this codec instead of the weights' own (imported: msra)",
     )
-    parser.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
+    parser.add_argument("--backend", choices=BACKENDS, default="pytorch")
     parser.add_argument(
         "--dataset",
         choices=list(DATASETS),

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ldnet.datasets import DATASETS
+from ldnet.inference.backends import BACKENDS
 
 from .common import CLIError, positive_int
 
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
+    parser.add_argument("--backend", choices=BACKENDS, default="pytorch")
     parser.add_argument(
         "--dataset", choices=list(DATASETS), help="the joint set expected; others are refused"
     )

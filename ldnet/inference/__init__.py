@@ -2,7 +2,14 @@
 ``ldnet predict``: weights and their record, backends, crops -> keypoints, rescoring and
 OKS-NMS. Neither ``ldnet.engine`` nor ``ldnet.predict`` owns it; both use it."""
 
-from .backends import BACKENDS, OnnxRuntimeBackend, TorchBackend, make_backend
+from .backends import (
+    BACKENDS,
+    OnnxRuntimeBackend,
+    OpenVinoBackend,
+    TorchBackend,
+    make_backend,
+    onnx_file_backend,
+)
 from .people import (
     PersonPrediction,
     box_areas_px,
@@ -22,6 +29,7 @@ __all__ = [
     "BACKENDS",
     "ModelRecord",
     "OnnxRuntimeBackend",
+    "OpenVinoBackend",
     "PersonPrediction",
     "TopDownPredictor",
     "TorchBackend",
@@ -33,6 +41,7 @@ __all__ = [
     "oks_matrix",
     "oks_nms",
     "oks_nms_indices",
+    "onnx_file_backend",
     "people_results",
     "predict_dataset",
     "record_from_checkpoint",

@@ -1,6 +1,6 @@
-"""Run the network on a batch of crops: PyTorch eager or ONNX Runtime.
+"""Run the network on a batch of crops: PyTorch eager, ONNX Runtime or OpenVINO.
 
-Both take float32 crops (N, 3, H, W), ImageNet-normalised RGB, and return float32 heatmaps
+All take float32 crops (N, 3, H, W), ImageNet-normalised RGB, and return float32 heatmaps
 (N, J, H/4, W/4) as numpy arrays; everything around the network is shared.
 """
 
@@ -13,9 +13,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ldnet.errors import LDNetError
 from ldnet.models.fuse import fuse_for_inference, to_channels_last
 
-BACKENDS = ("pytorch", "onnxruntime")
+BACKENDS = ("pytorch", "onnxruntime", "openvino")
+# OpenVINO is optional (`pip install ldnet[openvino]`); the versions it was measured and tested
+# with are bounded in pyproject.toml.
+OPENVINO_MISSING = "the openvino backend needs OpenVINO: pip install 'ldnet[openvino]'"
+
+
+class BackendUnavailable(LDNetError):
+    """A backend whose runtime is not installed."""
 
 
 class TorchBackend:
@@ -41,6 +49,7 @@ def onnx_session(
     path: str | Path,
     threads: int | None = None,
     profile_prefix: str | None = None,
+    spinning: bool = True,
 ):
     """An ONNX Runtime CPU session as every `ldnet` command opens one; with ``profile_prefix``
     ONNX Runtime's own profiler records every operator (``tools/profile_onnx.py``)."""
@@ -53,9 +62,11 @@ def onnx_session(
     # Same thread count as PyTorch unless told otherwise, so the two compare like for like.
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Worker threads that spin after a run keep a core busy that PyTorch, the video decoder
-    # or the next request wants; they still spin inside a run, between its operators.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Worker threads spin while waiting for the next operator (ONNX Runtime's default): with
+    # spinning off they sleep between operators, and the wake-ups cost a network of many
+    # small operators most (2-core Intel Xeon, 2 threads, 256x192, batch 1: `ldnet_w32` 44.5 ->
+    # 37.2 ms with spinning, `hrnet_w32` 63.4 -> 55.1 ms).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -80,8 +91,41 @@ class OnnxRuntimeBackend:
         return self.session.run(None, {self.input_name: images})[0]
 
 
+class OpenVinoBackend:
+    """An ONNX file compiled by OpenVINO for the CPU (fixed or dynamic batch).
+
+    Float32 throughout (``INFERENCE_PRECISION_HINT``: on CPUs with bfloat16 or AMX OpenVINO
+    would otherwise run bfloat16 and change the heatmaps), latency hint, same thread count
+    as PyTorch unless told otherwise."""
+
+    name = "openvino"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        try:
+            import openvino
+        except ImportError:
+            raise BackendUnavailable(OPENVINO_MISSING) from None
+        config = {
+            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        self.compiled = openvino.Core().compile_model(str(path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.output = self.compiled.outputs[0]
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        images = np.ascontiguousarray(crops, dtype=np.float32)
+        # A copy: the request reuses its output buffer on the next call.
+        return np.array(self.request.infer({0: images})[self.output], dtype=np.float32)
+
+
+RUNTIMES = {"onnxruntime": OnnxRuntimeBackend, "openvino": OpenVinoBackend}
+
+
 class BatchSpecializedOnnxBackend:
-    """A network in ONNX Runtime as fixed-batch graphs, one per power-of-two batch size.
+    """A network in ONNX Runtime (or OpenVINO: ``runtime``) as fixed-batch graphs, one per
+    power-of-two batch size.
 
     A fixed batch lets LDConv mix each sample's kernel inside the graph and run one
     convolution per sample (the "aggregate" execution), which a dynamic-batch graph cannot
@@ -90,22 +134,30 @@ class BatchSpecializedOnnxBackend:
     ever exported, each the first time it is needed, and no crop is padded.
     """
 
-    name = "onnxruntime"
-
     def __init__(
         self,
         model: torch.nn.Module,
         input_size: tuple[int, int],
         threads: int | None = None,
         largest: int = 16,
+        runtime: str = "onnxruntime",
     ):
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+        if runtime == "openvino":
+            try:
+                import openvino  # noqa: F401  (refuse now, not at the first batch)
+            except ImportError:
+                raise BackendUnavailable(OPENVINO_MISSING) from None
+        self.name = runtime
+        self.runtime = RUNTIMES[runtime]
         # A copy: each export folds BatchNorm afresh, and later changes to ``model`` (further
         # training) must not leak into graphs exported after them.
         self.model = copy.deepcopy(model).eval()
         self.input_size = tuple(input_size)
         self.threads = threads
         self.largest = largest
-        self.sessions: dict[int, OnnxRuntimeBackend] = {}
+        self.sessions: dict[int, OnnxRuntimeBackend | OpenVinoBackend] = {}
 
     def chunk_sizes(self, count: int) -> list[int]:
         """Batch sizes that add up to ``count``, largest first."""
@@ -114,11 +166,11 @@ class BatchSpecializedOnnxBackend:
         sizes += [1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1]
         return sizes
 
-    def session_for(self, batch: int) -> OnnxRuntimeBackend:
+    def session_for(self, batch: int) -> OnnxRuntimeBackend | OpenVinoBackend:
         if batch not in self.sessions:
             with tempfile.TemporaryDirectory(prefix="ldnet-onnx-") as folder:
                 path = export_fixed_batch(self.model, batch, self.input_size, folder)
-                self.sessions[batch] = OnnxRuntimeBackend(path, self.threads)
+                self.sessions[batch] = self.runtime(path, self.threads)
         return self.sessions[batch]
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
@@ -137,10 +189,18 @@ def export_fixed_batch(model: torch.nn.Module, batch: int, input_size, folder: s
 
 
 def make_backend(model: torch.nn.Module, backend: str, input_size, *, device="cpu", threads=None):
-    """A network as the named backend: ``pytorch`` (eager) or ``onnxruntime`` (exported to a
-    temporary file first)."""
+    """A network as the named backend: ``pytorch`` (eager), ``onnxruntime`` or ``openvino``
+    (fixed-batch graphs exported on demand)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if backend == "onnxruntime":
-        return OnnxRuntimeBackend.from_model(model, input_size, threads)
-    return TorchBackend(model, device)
+    if backend == "pytorch":
+        return TorchBackend(model, device)
+    return BatchSpecializedOnnxBackend(model, input_size, threads, runtime=backend)
+
+
+def onnx_file_backend(path: str | Path, backend: str, threads: int | None = None):
+    """An exported ``.onnx`` file in ONNX Runtime (``pytorch`` means the default runtime
+    here: a file has no eager form) or OpenVINO."""
+    if backend == "openvino":
+        return OpenVinoBackend(path, threads)
+    return OnnxRuntimeBackend(path, threads)

@@ -15,7 +15,8 @@ The convolution is linear in its kernel, so two executions give the same result:
   its K outputs weighted by a[b, k]. K times the MACs, but the weights are constant, so the
   graph has a fixed shape whatever the batch (what ONNX export needs for a dynamic batch).
 * ``"auto"`` (the default in PyTorch): "mixture" where the per-sample grouped convolution is
-  slowest, i.e. several samples on a tiny map with many channels (``prefers_mixture``),
+  slowest, i.e. several samples on a tiny map with many channels (``prefers_mixture``;
+  "tiny" is larger when gradients flow),
   "aggregate" everywhere else. Export sets one of the two explicitly.
 """
 
@@ -26,13 +27,18 @@ import torch.nn.functional as F
 from torch import nn
 
 EXECUTIONS = ("aggregate", "mixture", "auto")
-# Where "auto" runs the mixture: batch > 1, at most this many pixels and at least this many
-# input channels. Measured on a 2-core AMD EPYC (PyTorch 2.13, oneDNN, 2 threads): the 1/32
-# branch of `ldnet_s` (128 channels on 4x3) trains 2.7x faster in the mixture form, the whole
-# training step 1.34x (97.5 -> 72.9 ms at batch 16); `ldnet_w32`'s (256 channels on 8x6)
-# infers 5 % faster at batch 8. The 64-channel 8x6 maps and every larger map are faster as
-# grouped per-sample convolutions, and at batch 1 the aggregate form is one plain convolution.
-MIXTURE_MAX_PIXELS = 48
+# Where "auto" runs the mixture: batch > 1, at least MIXTURE_MIN_CHANNELS input channels and
+# at most this many pixels, more when training (backward through the per-sample grouped
+# convolution is what is slowest). Measured with PyTorch 2.13 (oneDNN), 2 threads,
+# channels-last: training, the 1/32 branch of `ldnet_s` (128 channels on 4x3) is 2.7x faster
+# in the mixture form (the step 1.34x at batch 16; 2-core AMD EPYC), and `ldnet_w32`'s (256
+# channels on 8x6) step 1.28x (2595 -> 2020 ms at batch 16; 2-core Intel Xeon, AVX-512);
+# inference (the Xeon), `ldnet_s` at batch 8 1.30x (20.7 -> 15.9 ms) but `ldnet_w32` at batch
+# 8 is 6 % faster in the aggregate form (268 -> 253 ms): the mixture is 4x the MACs. The 64-channel maps
+# and every larger map are faster as grouped per-sample convolutions, and at batch 1 the
+# aggregate form is one plain convolution.
+MIXTURE_MAX_PIXELS_TRAINING = 48
+MIXTURE_MAX_PIXELS_INFERENCE = 24
 MIXTURE_MIN_CHANNELS = 128
 # The official code's starting temperature; its `update_temperature` lowers it by 3 per call
 # down to 1 (34 - 3n, so it reaches 1 after 11 calls).
@@ -112,18 +118,20 @@ class DynamicConv2d(nn.Module):
 
     def prefers_mixture(self, x: torch.Tensor) -> bool:
         """What "auto" runs for input ``x``: the mixture on several samples of a tiny,
-        wide map (see ``MIXTURE_MAX_PIXELS``), the aggregate form otherwise."""
+        wide map (see ``MIXTURE_MAX_PIXELS_TRAINING``: wider when gradients flow), the
+        aggregate form otherwise."""
         batch, channels, height, width = x.shape
-        return (
-            batch > 1 and height * width <= MIXTURE_MAX_PIXELS and channels >= MIXTURE_MIN_CHANNELS
-        )
+        training = torch.is_grad_enabled() and self.weight.requires_grad
+        max_pixels = MIXTURE_MAX_PIXELS_TRAINING if training else MIXTURE_MAX_PIXELS_INFERENCE
+        return batch > 1 and height * width <= max_pixels and channels >= MIXTURE_MIN_CHANNELS
+
+    def runs_mixture(self, x: torch.Tensor) -> bool:
+        """Whether ``forward(x)`` runs the mixture form (else the aggregate form)."""
+        return self.execution == "mixture" or (self.execution == "auto" and self.prefers_mixture(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         attention = self.attention(x)
-        mixture = self.execution == "mixture" or (
-            self.execution == "auto" and self.prefers_mixture(x)
-        )
-        if mixture:
+        if self.runs_mixture(x):
             return self._forward_mixture(x, attention)
         return self._forward_aggregate(x, attention)
 
@@ -178,6 +186,27 @@ def set_ldconv_execution(model: nn.Module, execution: str) -> nn.Module:
         if isinstance(module, DynamicConv2d):
             module.execution = execution
     return model
+
+
+def executions_run(model: nn.Module, *inputs: torch.Tensor) -> dict[str, int]:
+    """How many dynamic convolutions of ``model`` run each form on ``inputs`` (one forward
+    pass, in the caller's grad mode): {"aggregate": n, "mixture": m}, zeros left out."""
+    counts = {"aggregate": 0, "mixture": 0}
+
+    def record(module: DynamicConv2d, args: tuple) -> None:
+        counts["mixture" if module.runs_mixture(args[0]) else "aggregate"] += 1
+
+    hooks = [
+        module.register_forward_pre_hook(record)
+        for module in model.modules()
+        if isinstance(module, DynamicConv2d)
+    ]
+    try:
+        model(*inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {form: count for form, count in counts.items() if count}
 
 
 def set_attention_temperature(model: nn.Module, temperature: float) -> None:

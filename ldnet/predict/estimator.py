@@ -19,13 +19,13 @@ from ldnet.data.keypoints import KeypointSet
 from ldnet.inference import (
     BACKENDS,
     ModelRecord,
-    OnnxRuntimeBackend,
     TopDownPredictor,
     box_areas_px,
     joint_scores,
     load_model,
     make_backend,
     oks_nms_indices,
+    onnx_file_backend,
     record_from_onnx,
 )
 
@@ -109,13 +109,14 @@ class PoseEstimator:
         **options,
     ) -> PoseEstimator:
         """From a training checkpoint (``.pt``, read with ``weights_only=True``) or an
-        ``ldnet export onnx`` file (``.onnx``, run by ONNX Runtime). ``dataset`` names the
+        ``ldnet export onnx`` file (``.onnx``, run by ONNX Runtime, or OpenVINO with
+        ``backend="openvino"``). ``dataset`` names the
         joint set the caller expects; weights for another one are refused."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if Path(path).suffix.lower() == ".onnx":
             record = record_from_onnx(path, dataset)
-            return cls(OnnxRuntimeBackend(path, threads), record, **options)
+            return cls(onnx_file_backend(path, backend, threads), record, **options)
         model, record = load_model(path, dataset)
         runner = make_backend(model, backend, record.input_size, device=device, threads=threads)
         return cls(runner, record, **options)

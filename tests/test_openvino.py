@@ -1,0 +1,80 @@
+"""The openvino backend: the fixed-batch graphs and the exported file give PyTorch's and ONNX
+Runtime's heatmaps, and a machine without OpenVINO gets one line saying what to install."""
+
+import builtins
+
+import numpy as np
+import pytest
+import torch
+from ldconv_nets import spread
+
+from ldnet.cli import main
+from ldnet.export import export_onnx
+from ldnet.inference.backends import (
+    BackendUnavailable,
+    BatchSpecializedOnnxBackend,
+    OnnxRuntimeBackend,
+    make_backend,
+    onnx_file_backend,
+)
+from ldnet.models import build_model
+
+pytest.importorskip("openvino", reason="the openvino extra is not installed")
+
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def network() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return spread(build_model("ldnet_s", 17)).eval()
+
+
+def crops(count: int) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((count, 3, *SIZE)).astype(np.float32)
+
+
+def test_fixed_batch_graphs_give_pytorchs_heatmaps(network):
+    backend = make_backend(network, "openvino", SIZE, threads=1)
+    assert isinstance(backend, BatchSpecializedOnnxBackend) and backend.name == "openvino"
+    images = crops(3)
+    with torch.no_grad():
+        expected = network(torch.from_numpy(images)).numpy()
+    heatmaps = backend(images)  # 2 + 1
+    assert sorted(backend.sessions) == [1, 2]
+    scale = np.abs(expected).max()
+    assert scale > 1e-3
+    assert np.abs(heatmaps - expected).max() <= 1e-4 * scale
+
+
+def test_the_exported_file_runs_as_in_onnx_runtime(network, tmp_path):
+    path = export_onnx(network, tmp_path / "model.onnx", SIZE)
+    images = crops(5)
+    expected = OnnxRuntimeBackend(path, 1)(images)
+    heatmaps = onnx_file_backend(path, "openvino", 1)(images)
+    assert heatmaps.shape == expected.shape
+    assert np.abs(heatmaps - expected).max() <= 1e-4 * np.abs(expected).max()
+    again = onnx_file_backend(path, "openvino", 1)
+    first = again(images[:2])
+    again(images[2:])  # the request's buffer is reused; the first answer must not change
+    assert np.array_equal(first, heatmaps[:2])
+
+
+def test_without_openvino_one_line_says_what_to_install(network, monkeypatch, tmp_path, capsys):
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    with pytest.raises(BackendUnavailable, match=r"pip install 'ldnet\[openvino\]'"):
+        make_backend(network, "openvino", SIZE)
+    code = main(
+        ["bench", "--models", "ldnet_s", "--batch", "1", "--input", "64x64",
+         "--backend", "openvino", "--repeats", "1"]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "ldnet[openvino]" in err
