@@ -6,8 +6,8 @@
 Each round times one call of every file at every batch size, in turn, so the load the rest of
 the machine puts on it falls on all alike; the medians over the rounds are compared. Every
 file runs as ``ldnet predict --backend onnxruntime`` runs it: an ``.onnx`` file as it is (one
-dynamic-batch graph), a ``.pt`` checkpoint as fixed-batch graphs made from it (with LDConv's
-per-sample depthwise convolutions in ONNX Runtime's blocked kernels).
+dynamic-batch graph), a ``.pt`` checkpoint as fixed-batch graphs made from it (LDConv's per-sample
+kernels mixed in the graph, the "aggregate" execution).
 """
 
 from __future__ import annotations
