@@ -34,9 +34,9 @@ EXECUTIONS = ("aggregate", "mixture", "auto")
 # in the mixture form (the step 1.34x at batch 16; 2-core AMD EPYC), and `ldnet_w32`'s (256
 # channels on 8x6) step 1.28x (2595 -> 2020 ms at batch 16; 2-core Intel Xeon, AVX-512);
 # inference (the Xeon), `ldnet_s` at batch 8 1.30x (20.7 -> 15.9 ms) but `ldnet_w32` at batch
-# 8 is 6 % faster in the aggregate form (268 -> 253 ms): the mixture is 4x the MACs. The 64-channel maps
-# and every larger map are faster as grouped per-sample convolutions, and at batch 1 the
-# aggregate form is one plain convolution.
+# 8 is 6 % faster in the aggregate form (268 -> 253 ms): the mixture is 4x the MACs. The
+# 64-channel maps and every larger map are faster as grouped per-sample convolutions, and at
+# batch 1 the aggregate form is one plain convolution.
 MIXTURE_MAX_PIXELS_TRAINING = 48
 MIXTURE_MAX_PIXELS_INFERENCE = 24
 MIXTURE_MIN_CHANNELS = 128
