@@ -31,7 +31,7 @@ test: $(STAMP)
 # On a CUDA machine: the `gpu` tests and ldnet vs hrnet_w32 figures (about 3 minutes on one
 # H200); without CUDA: the CPU self-checks, one line, exit 0.
 gpu-check: $(STAMP)
-	$(BIN)/python -m ldnet.gpucheck --out $(OUT)
+	$(BIN)/python -m ldnet.bench.gpucheck --out $(OUT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check ldnet tests

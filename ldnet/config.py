@@ -17,7 +17,7 @@ import yaml
 
 from ldnet.data.codecs import CONVENTIONS
 from ldnet.data.transforms import AugmentConfig
-from ldnet.datasets import DATASETS
+from ldnet.datasets import DATASETS, DatasetKind
 from ldnet.errors import LDNetError
 
 
@@ -50,6 +50,12 @@ class DataConfig:
     convention: str = "ldnet"
     workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def kind(self) -> DatasetKind:
+        """The dataset's entry in ``ldnet.datasets``: resolved here, once per config (the name
+        is checked when the config is read), and handed to everything the run does."""
+        return DATASETS[self.dataset]
 
 
 @dataclass
@@ -174,7 +180,7 @@ def _build(cls, values: dict, prefix: str = ""):
 def _validate(config: ExperimentConfig) -> ExperimentConfig:
     from ldnet.models import PRESETS
 
-    kind = DATASETS[config.data.dataset]
+    kind = config.data.kind
     config.data.train_split = config.data.train_split or kind.train_split
     config.data.val_split = config.data.val_split or kind.val_split
     config.data.input_size = config.data.input_size or list(kind.input_size)

@@ -10,12 +10,12 @@ import torch
 from ldconv_nets import spread
 from torch import nn
 
-from ldnet.benchmark import PEAK_CHANNELS, PEAK_MAP, PEAK_MODEL, BenchError, benchmark_forward
+from ldnet.bench.models import PEAK_CHANNELS, PEAK_MAP, PEAK_MODEL, BenchError, benchmark_forward
 from ldnet.cli import main
-from ldnet.complexity import measure
-from ldnet.export import export_onnx
+from ldnet.deploy.export import export_onnx
 from ldnet.inference.backends import BatchSpecializedOnnxBackend
 from ldnet.models import build_model
+from ldnet.models.complexity import measure
 from ldnet.models.ldconv import DynamicConv2d
 
 

@@ -14,8 +14,8 @@ from torch import nn
 
 from ldnet.cli import main
 from ldnet.cli.complexity import settings
-from ldnet.complexity import count, count_preset
 from ldnet.models import PRESETS
+from ldnet.models.complexity import count, count_preset
 from ldnet.models.ldconv import DynamicConv2d
 
 # (preset, input, joints) -> (true params, of which kernel banks, true MACs,

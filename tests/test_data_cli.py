@@ -7,8 +7,8 @@ from pathlib import Path
 
 import cv2
 
+from ldnet.bench import data as benchmark
 from ldnet.cli import main
-from ldnet.data import benchmark
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

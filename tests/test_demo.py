@@ -53,7 +53,7 @@ def test_demo_recipe_matches_its_config_file():
     from pathlib import Path
 
     from ldnet.config import config_from_dict, config_to_dict, load_config
-    from ldnet.demo import DEMO_EPOCHS, demo_config
+    from ldnet.synthetic.demo import DEMO_EPOCHS, demo_config
 
     shipped = load_config(Path(__file__).parents[1] / "configs" / "synthetic_ldnet_s_128x96.yaml")
     demo = config_from_dict(

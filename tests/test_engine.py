@@ -16,11 +16,11 @@ from ldnet.checkpoint import (
     CheckpointError,
     atomic_save,
     load_checkpoint,
-    load_initial_weights,
 )
 from ldnet.config import ConfigError, config_from_dict, load_config
 from ldnet.evaluation import COCO_METRIC_NAMES, evaluate_coco
 from ldnet.inference import ModelRecord, record_from_checkpoint
+from ldnet.lineage.initial import load_initial_weights
 from ldnet.models import build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

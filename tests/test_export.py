@@ -10,7 +10,7 @@ import torch
 from ldconv_nets import spread
 
 from ldnet.cli import main
-from ldnet.export import export_onnx, read_metadata
+from ldnet.deploy.export import export_onnx, read_metadata
 from ldnet.inference.backends import onnx_session
 from ldnet.models import build_model
 

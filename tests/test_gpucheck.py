@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ldnet import gpubench, gpucheck
-from ldnet.gpubench import REFERENCE, ROW_KEYS, UNMEASURED, Plan, measure, seconds_per_call
+from ldnet.bench import gpu as gpubench
+from ldnet.bench import gpucheck
+from ldnet.bench.gpu import REFERENCE, ROW_KEYS, UNMEASURED, Plan, measure, seconds_per_call
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Plan(
@@ -32,7 +33,7 @@ TINY = Plan(
 def test_without_cuda_one_line_exit_0_and_a_well_formed_report(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "ldnet.gpucheck", "--out", str(out)],
+        [sys.executable, "-m", "ldnet.bench.gpucheck", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=600,

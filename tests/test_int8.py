@@ -33,8 +33,8 @@ from ldnet.config import config_from_dict
 from ldnet.data.dataset import prepare_crops
 from ldnet.data.images import read_image
 from ldnet.data.transforms import PIXEL_STD, box_to_center_scale
+from ldnet.deploy.export import read_metadata
 from ldnet.engine.train import checkpoint_payload
-from ldnet.export import read_metadata
 from ldnet.inference import load_model
 from ldnet.inference.backends import onnx_session
 from ldnet.models import build_model

@@ -21,17 +21,12 @@ import pytest
 import torch
 from lineage_weights import seeded_weights
 
-from ldnet.checkpoint import (
-    CheckpointError,
-    atomic_save,
-    describe_initial_weights,
-    load_checkpoint,
-    load_initial_weights,
-)
+from ldnet.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from ldnet.cli import main
 from ldnet.inference import load_model
 from ldnet.lineage.hrnet_names import name_map
 from ldnet.lineage.importer import import_checkpoint, write_imported
+from ldnet.lineage.initial import describe_initial_weights, load_initial_weights
 from ldnet.lineage.layouts import as_layout, read_file, recognise
 from ldnet.models import build_model
 

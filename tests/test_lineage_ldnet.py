@@ -23,10 +23,11 @@ import pytest
 import torch
 from lineage_weights import ldnet_input, seeded_ldnet_weights
 
-from ldnet.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_initial_weights
+from ldnet.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from ldnet.cli import main
 from ldnet.inference import ModelRecord, load_model, record_from_checkpoint, record_from_metadata
 from ldnet.lineage.importer import import_checkpoint
+from ldnet.lineage.initial import load_initial_weights
 from ldnet.lineage.layouts import as_layout, read_file, recognise
 from ldnet.lineage.ldnet_names import name_map, preset_of
 from ldnet.models import attention_temperature, build_model

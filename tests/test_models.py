@@ -179,7 +179,7 @@ def test_onnx_export_has_a_dynamic_batch(name, tmp_path):
     import numpy as np
     import onnxruntime
 
-    from ldnet.export import export_onnx
+    from ldnet.deploy.export import export_onnx
 
     torch.manual_seed(0)
     model = spread(build_model(name, 16))

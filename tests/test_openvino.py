@@ -9,7 +9,7 @@ import torch
 from ldconv_nets import spread
 
 from ldnet.cli import main
-from ldnet.export import export_onnx
+from ldnet.deploy.export import export_onnx
 from ldnet.inference.backends import (
     BackendUnavailable,
     BatchSpecializedOnnxBackend,

@@ -17,7 +17,7 @@ import pytest
 from test_predict import make_checkpoint
 
 from ldnet.cli import main
-from ldnet.export import export_onnx
+from ldnet.deploy.export import export_onnx
 from ldnet.inference import load_model
 from ldnet.predict import HogPersonDetector, PoseEstimator, hog_available, oks_suppress
 from ldnet.serve.batching import MicroBatcher, QueueFull

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from ldnet.export import read_metadata
+from ldnet.deploy.export import read_metadata
 from ldnet.predict.estimator import PoseEstimator
 
 

@@ -45,7 +45,7 @@ def operator_times(profile_path: str) -> dict[str, list[float]]:
 
 
 def profile(model_name: str, batch: int, input_size, threads: int, runs: int, folder) -> None:
-    from ldnet.export import INPUT_NAME
+    from ldnet.deploy.export import INPUT_NAME
     from ldnet.inference.backends import export_fixed_batch, onnx_session
     from ldnet.models import build_model
 

@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from ldnet.benchmark import BENCH_BACKENDS, PEAK_MODEL
+from ldnet.bench.models import BENCH_BACKENDS, PEAK_MODEL
 from ldnet.models.ldconv import EXECUTIONS
 
 from .common import CLIError, positive_int
@@ -98,7 +98,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ldnet.benchmark import (
+    from ldnet.bench.models import (
         backend_speedups,
         benchmark_forward,
         benchmark_training,

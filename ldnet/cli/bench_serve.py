@@ -1,5 +1,5 @@
 """`ldnet bench serve`: images/s and p50/p95 latency of `ldnet serve` at several client
-counts, with and without micro-batching (``ldnet.serve.bench``)."""
+counts, with and without micro-batching (``ldnet.bench.serve``)."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def register_serve_bench(bench_subparsers) -> None:
 def run_serve_bench(args) -> int:
     import tempfile
 
+    from ldnet.bench.serve import bench_serve, random_weights
     from ldnet.models import PRESETS
-    from ldnet.serve.bench import bench_serve, random_weights
 
     if args.weights is None and args.model not in PRESETS:
         raise CLIError(f"unknown model {args.model!r}; choose from {', '.join(PRESETS)}")

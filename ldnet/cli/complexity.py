@@ -80,8 +80,8 @@ def settings(
     Every preset (an alias counted once, under its descriptive name) or ``models``; at
     ``size`` / ``joints`` if either is given, else at 256x192 / 17 joints, each followed by the
     paper's other settings of each chosen preset."""
-    from ldnet.complexity import PAPER_EXTRA_SETTINGS
     from ldnet.models import PRESETS
+    from ldnet.models.complexity import PAPER_EXTRA_SETTINGS
 
     alias_of = {alias: name for name, others in aliases().items() for alias in others}
     chosen: list[str] = []
@@ -101,7 +101,7 @@ def settings(
 
 
 def run(args) -> int:
-    from ldnet.complexity import rows
+    from ldnet.models.complexity import rows
 
     counted = rows(settings(args.model, args.input, args.joints))
     if args.json:

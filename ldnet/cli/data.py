@@ -134,7 +134,7 @@ def run_show(args) -> int:
 
 
 def run_bench(args) -> int:
-    from ldnet.data import benchmark
+    from ldnet.bench import data as benchmark
 
     ann, images = _files(args)
     size = args.input_size or dataset_kind(args.dataset).input_size

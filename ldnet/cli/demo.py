@@ -33,9 +33,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ldnet.demo import DEMO_EPOCHS, run_demo
     from ldnet.engine.runs import new_run_dir
     from ldnet.models import PRESETS
+    from ldnet.synthetic.demo import DEMO_EPOCHS, run_demo
 
     from .common import CLIError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ldnet.datasets import DATASETS
-from ldnet.quantize import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
+from ldnet.deploy.int8 import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 
 from .common import CLIError, input_size, model_choice, positive_int
 
@@ -88,7 +88,7 @@ def parity(model, path: Path, input_size: tuple[int, int], batches=(1, 5)) -> di
 
 def run(args) -> int:
     from ldnet.datasets import dataset_kind
-    from ldnet.export import export_onnx
+    from ldnet.deploy.export import export_onnx
     from ldnet.inference import ModelRecord, load_model
     from ldnet.lineage.download import resolve_weights
     from ldnet.models import build_model
@@ -137,9 +137,9 @@ def run_int8(args, model, info) -> int:
 
     import numpy as np
 
-    from ldnet.export import export_onnx
+    from ldnet.deploy.export import export_onnx
+    from ldnet.deploy.int8 import calibration_set, quantize_onnx
     from ldnet.inference.backends import onnx_session
-    from ldnet.quantize import calibration_set, quantize_onnx
 
     # The crops first: a bad folder stops before the minutes of export and calibration.
     calibration = calibration_set(args.calibration, info, args.calibration_detections)

@@ -62,8 +62,8 @@ def register(subparsers) -> None:
 
 def run_import(args) -> int:
     from ldnet.checkpoint import load_checkpoint
-    from ldnet.inference.record import record_from_checkpoint
     from ldnet.lineage.importer import write_imported
+    from ldnet.models.record import record_from_checkpoint
 
     output = write_imported(
         args.file,

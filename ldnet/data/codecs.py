@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-# See the module docstring; ``ldnet.inference.record`` stores one of these with the weights.
+# See the module docstring; ``ldnet.models.record`` stores one of these with the weights.
 CONVENTIONS = ("ldnet", "hrnet")
 
 

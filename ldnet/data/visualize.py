@@ -1,4 +1,5 @@
-"""Drawing samples: the crop, its skeleton and its target heatmaps, for a person to judge."""
+"""Drawing poses, the one place that does: predictions over images (demo, predict, serve) and
+training samples (the crop, its target heatmaps and the skeleton they decode to)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,51 @@ import numpy as np
 
 from .keypoints import KeypointSet
 from .transforms import denormalize
+
+LEFT_BGR, RIGHT_BGR, CENTRE_BGR = (0, 200, 0), (0, 140, 255), (255, 80, 0)
+
+
+def joint_colours(keypoint_set: KeypointSet) -> list[tuple[int, int, int]]:
+    """Left joints green, right joints orange, the rest blue: a flipped pose is visible."""
+    colours = []
+    for name in keypoint_set.joint_names:
+        if name.startswith(("left", "l_")):
+            colours.append(LEFT_BGR)
+        elif name.startswith(("right", "r_")):
+            colours.append(RIGHT_BGR)
+        else:
+            colours.append(CENTRE_BGR)
+    return colours
+
+
+def draw_poses(
+    image_bgr: np.ndarray,
+    poses: np.ndarray,
+    keypoint_set: KeypointSet,
+    threshold: float = 0.3,
+    boxes_xywh: np.ndarray | None = None,
+) -> np.ndarray:
+    """A copy of the image with each pose (N, K, 3: x, y, confidence) drawn; joints below
+    ``threshold`` are left out."""
+    canvas = image_bgr.copy()
+    thickness = max(1, round(max(canvas.shape[:2]) / 400))
+    colours = joint_colours(keypoint_set)
+    for n, pose in enumerate(
+        np.asarray(poses, dtype=np.float64).reshape(-1, keypoint_set.num_joints, 3)
+    ):
+        if boxes_xywh is not None:
+            x, y, w, h = np.round(boxes_xywh[n]).astype(int)
+            cv2.rectangle(canvas, (x, y), (x + w, y + h), (200, 200, 200), 1)
+        shown = pose[:, 2] >= threshold
+        points = np.round(pose[:, :2]).astype(int)
+        for a, b in keypoint_set.skeleton:
+            if shown[a] and shown[b]:
+                cv2.line(
+                    canvas, tuple(points[a]), tuple(points[b]), colours[b], thickness, cv2.LINE_AA
+                )
+        for j in np.flatnonzero(shown):
+            cv2.circle(canvas, tuple(points[j]), thickness + 2, colours[j], -1, cv2.LINE_AA)
+    return canvas
 
 
 def draw_sample(
@@ -17,7 +63,7 @@ def draw_sample(
     codec,
 ) -> np.ndarray:
     """One tile: the crop with the heatmaps (max over joints) blended in and the skeleton
-    drawn from the decoded targets (left side green, right side orange, centre blue)."""
+    drawn from the decoded targets, coloured as ``draw_poses`` colours predictions."""
     crop = denormalize(image_chw)
     h, w = crop.shape[:2]
     heat = np.clip(np.asarray(target).max(axis=0), 0.0, 1.0)
@@ -26,17 +72,10 @@ def draw_sample(
     alpha = (heat.astype(np.float32) / 255.0 * 0.6)[:, :, None]
     tile = np.ascontiguousarray((crop * (1 - alpha) + colour * alpha).astype(np.uint8))
     points, _ = codec.decode(np.asarray(target)[None])
-    points, ok = points[0], np.asarray(weight) > 0
-    for a, b in keypoint_set.skeleton:
-        if ok[a] and ok[b]:
-            pa, pb = tuple(np.round(points[a]).astype(int)), tuple(np.round(points[b]).astype(int))
-            cv2.line(tile, pa, pb, (255, 160, 0), 2, cv2.LINE_AA)
-    left = {i for i, n in enumerate(keypoint_set.joint_names) if n.startswith("left")}
-    right = {i for i, n in enumerate(keypoint_set.joint_names) if n.startswith("right")}
-    for j in np.flatnonzero(ok):
-        c = (0, 200, 0) if j in left else (0, 140, 255) if j in right else (255, 80, 0)
-        cv2.circle(tile, tuple(np.round(points[j]).astype(int)), 3, c, -1, cv2.LINE_AA)
-    return tile
+    # A joint with weight 0 has no target: confidence 0 keeps it out of the drawing.
+    visible = (np.asarray(weight) > 0).astype(np.float64)
+    pose = np.concatenate([points[0], visible[:, None]], axis=1)[None]
+    return draw_poses(tile, pose, keypoint_set, threshold=0.5)
 
 
 def grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:

@@ -11,14 +11,14 @@ from pathlib import Path
 from ldnet.config import ConfigError, ExperimentConfig
 from ldnet.data.dataset import TopDownDataset
 from ldnet.data.readers import PoseAnnotations, records_with_keypoints
-from ldnet.datasets import DatasetKind, dataset_kind
+from ldnet.datasets import DatasetKind
 from ldnet.inference import ModelRecord
 
 
 def record_of(config: ExperimentConfig) -> ModelRecord:
     """The record of the weights this config trains: network, joint set, codec, convention.
     Targets are encoded with its codec, and every test-time path decodes with it."""
-    kind = dataset_kind(config.data.dataset)
+    kind = config.data.kind
     return ModelRecord(
         model=config.model.name,
         num_joints=kind.num_joints,
@@ -44,12 +44,12 @@ def split_files(config: ExperimentConfig, split: str) -> tuple[Path, Path]:
     root = Path(config.data.root)
     if not root.is_dir():
         raise ConfigError(f"data.root: dataset folder {str(root)!r} does not exist")
-    return dataset_kind(config.data.dataset).layout(root, split)
+    return config.data.kind.layout(root, split)
 
 
 def check_test_files(config: ExperimentConfig, split: str | None = None) -> None:
     """Stop, naming the file, when validation on ``split`` would fail for a missing file."""
-    kind = dataset_kind(config.data.dataset)
+    kind = config.data.kind
     annotation_file, image_dir = split_files(config, split or config.data.val_split)
     for path, what in ((annotation_file, "annotation file"), (image_dir, "image folder")):
         if not path.exists():
@@ -83,7 +83,7 @@ def read_split(
     if detections:
         kwargs["detections"] = detections
         kwargs["score_threshold"] = config.test.box_score_threshold
-    return dataset_kind(config.data.dataset).read(annotation_file, image_dir, **kwargs)
+    return config.data.kind.read(annotation_file, image_dir, **kwargs)
 
 
 def train_dataset(config: ExperimentConfig, seed: int) -> TopDownDataset:
@@ -113,5 +113,5 @@ def test_dataset(
 
 
 def ground_truth_file(config: ExperimentConfig, dataset: TopDownDataset) -> Path:
-    kind: DatasetKind = dataset_kind(config.data.dataset)
+    kind: DatasetKind = config.data.kind
     return kind.ground_truth(Path(config.data.root), dataset.annotations.annotation_file)

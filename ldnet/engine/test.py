@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from ldnet.config import ExperimentConfig
-from ldnet.datasets import dataset_kind
 from ldnet.evaluation import EvaluationInputError, metrics_to_json
 from ldnet.inference import (
     ModelRecord,
@@ -46,7 +45,7 @@ def score_dataset(config: ExperimentConfig, predictor: TopDownPredictor, dataset
     COCO-style benchmarks: rescoring, OKS-NMS, COCO results rows; MPII: one (16, 3) row per
     given person. Metrics are empty when the split has no ground truth (COCO test-dev, the
     MPII test set). Shared by validation during training and `ldnet test`."""
-    kind = dataset_kind(config.data.dataset)
+    kind = config.data.kind
     predictions = predict_dataset(
         predictor, dataset, workers=min(config.data.workers, 2), progress=progress
     )
@@ -104,7 +103,7 @@ def test(
             f"warning: {detections}: no detection boxes for these images; writing an empty result",
             file=sys.stderr,
         )
-    kind = dataset_kind(config.data.dataset)
+    kind = config.data.kind
     if dataset.annotations.has_ground_truth:
         truth = ground_truth_file(config, dataset)
         if not truth.is_file():  # before the predictions, not after

@@ -18,18 +18,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ldnet.checkpoint import (
-    atomic_save,
-    describe_initial_weights,
-    load_checkpoint,
-    load_initial_weights,
-    load_weights_strict,
-)
+from ldnet.checkpoint import atomic_save, load_checkpoint, load_weights_strict
 from ldnet.config import ExperimentConfig, config_to_dict, save_config
 from ldnet.data.dataset import before_forking_workers, worker_init_fn
-from ldnet.datasets import dataset_kind
 from ldnet.errors import LDNetError
 from ldnet.inference import ModelRecord, record_from_checkpoint
+from ldnet.lineage.initial import describe_initial_weights, load_initial_weights
 from ldnet.models import attention_temperature, build_model, set_attention_temperature
 from ldnet.models.fuse import to_channels_last
 from ldnet.models.ldconv import INITIAL_TEMPERATURE
@@ -37,8 +31,8 @@ from ldnet.models.ldconv import INITIAL_TEMPERATURE
 from . import distributed
 from .data import check_test_files, record_of, test_dataset, train_dataset
 from .logs import RunLog
-from .loss import supervised_loss
 from .runs import write_json_atomic
+from .step import apply_gradients, forward_loss
 from .sync_bn import convert_to_cpu_sync_batchnorm
 from .test import predictor_for, score_dataset
 
@@ -224,9 +218,7 @@ def train_one_epoch(session: Session, progress: Progress, bar) -> None:
             images = images.contiguous(memory_format=torch.channels_last)
         target = target.to(info.device, non_blocking=True)
         weight = weight.to(info.device, non_blocking=True)
-        with torch.autocast(info.device.type, enabled=use_amp):
-            outputs = model(images, all_outputs=True)
-        loss = supervised_loss(outputs, target, weight)
+        loss = forward_loss(model, images, target, weight, use_amp)
         mean_loss = distributed.all_reduce_mean(loss.detach(), info)
         if not torch.isfinite(mean_loss):
             raise TrainingDiverged(
@@ -234,10 +226,7 @@ def train_one_epoch(session: Session, progress: Progress, bar) -> None:
                 f"{progress.iteration}; stopped, the last good checkpoint is "
                 f"{session.run_dir / 'last.pt'}"
             )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        apply_gradients(loss, optimizer, scaler)
         progress.iteration += 1
         seen += len(images) * info.world_size
         rate = seen / max(time.perf_counter() - started, 1e-9)
@@ -297,7 +286,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=config.train.amp and info.device.type == "cuda")
     state = resume_from(resume, record, model, optimizer, scaler, info) if resume else Progress()
     val_set = test_dataset(config, record) if info.is_main else None
-    main_metric = dataset_kind(config.data.dataset).main_metric
+    main_metric = config.data.kind.main_metric
     steps = min(len(loader), config.train.max_iters_per_epoch or len(loader))
     log = RunLog(run_dir) if info.is_main else None
     session = Session(config, run_dir, info, loader, model, optimizer, scaler, log, steps)

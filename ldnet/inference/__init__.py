@@ -2,6 +2,8 @@
 ``ldnet predict``: weights and their record, backends, crops -> keypoints, rescoring and
 OKS-NMS. Neither ``ldnet.engine`` nor ``ldnet.predict`` owns it; both use it."""
 
+from ldnet.models.record import ModelRecord, record_from_checkpoint, record_from_metadata
+
 from .backends import (
     BACKENDS,
     OnnxRuntimeBackend,
@@ -21,7 +23,6 @@ from .people import (
     people_results,
     rescore,
 )
-from .record import ModelRecord, record_from_checkpoint, record_from_metadata
 from .topdown import TopDownPredictor, predict_dataset
 from .weights import load_model, record_from_onnx
 

@@ -50,9 +50,11 @@ def onnx_session(
     threads: int | None = None,
     profile_prefix: str | None = None,
     spinning: bool = True,
+    provider: str = "CPUExecutionProvider",
 ):
-    """An ONNX Runtime CPU session as every `ldnet` command opens one; with ``profile_prefix``
-    ONNX Runtime's own profiler records every operator (``tools/profile_onnx.py``)."""
+    """An ONNX Runtime session as every `ldnet` command opens one (on the CPU unless
+    ``provider`` says otherwise); with ``profile_prefix`` ONNX Runtime's own profiler records
+    every operator (``tools/profile_onnx.py``)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -67,7 +69,7 @@ def onnx_session(
     # small operators most (2-core Intel Xeon, 2 threads, 256x192, batch 1: `ldnet_w32` 44.5 ->
     # 37.2 ms with spinning, `hrnet_w32` 63.4 -> 55.1 ms).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(str(path), options, providers=[provider])
 
 
 class OnnxRuntimeBackend:
@@ -183,7 +185,7 @@ class BatchSpecializedOnnxBackend:
 
 def export_fixed_batch(model: torch.nn.Module, batch: int, input_size, folder: str | Path) -> Path:
     """``model`` as an ONNX graph for exactly ``batch`` crops, written into ``folder``."""
-    from ldnet.export import export_onnx
+    from ldnet.deploy.export import export_onnx
 
     return export_onnx(model, Path(folder) / f"model-batch{batch}.onnx", input_size, batch=batch)
 

@@ -19,9 +19,9 @@ from tqdm import tqdm
 from ldnet.data.codecs import flip_back
 from ldnet.data.dataset import TopDownDataset, before_forking_workers, worker_init_fn
 from ldnet.data.transforms import input_to_image
+from ldnet.models.record import ModelRecord
 
 from .people import PersonPrediction
-from .record import ModelRecord
 
 
 class TopDownPredictor:

@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 
 from ldnet.checkpoint import CheckpointError, load_weights_strict
-
-from .record import ModelRecord, record_from_checkpoint, record_from_metadata
+from ldnet.models.record import ModelRecord, record_from_checkpoint, record_from_metadata
 
 
 def load_model(
@@ -54,7 +53,7 @@ def load_model(
 
 def record_from_onnx(path: str | Path, expect_dataset: str | None = None) -> ModelRecord:
     """The record an ``ldnet export onnx`` file carries in its metadata."""
-    from ldnet.export import read_metadata
+    from ldnet.deploy.export import read_metadata
 
     source = str(path)
     if not Path(path).is_file():

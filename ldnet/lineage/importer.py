@@ -24,7 +24,7 @@ import torch
 
 from ldnet.checkpoint import FORMAT, CheckpointError, atomic_save
 from ldnet.data.keypoints import KEYPOINT_SETS
-from ldnet.inference.record import ModelRecord
+from ldnet.models.record import ModelRecord
 
 from . import ldnet_names
 from .hrnet_names import joints_of, name_map, to_ours, width_of

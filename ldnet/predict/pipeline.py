@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ldnet.data.visualize import draw_poses
 from ldnet.evaluation.results import write_coco_results
 from ldnet.inference import coco_results_rows
-from ldnet.visualize import draw_poses
 
 from .boxes import box_problem
 from .errors import PredictInputError

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from ldnet.data.keypoints import COCO
-from ldnet.visualize import joint_colours
+from ldnet.data.visualize import joint_colours
 
 from .dataset import SyntheticPaths
 

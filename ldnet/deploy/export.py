@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .files import atomic_path
-from .models.fuse import fuse_for_inference
-from .models.ldconv import set_ldconv_execution
+from ldnet.files import atomic_path
+from ldnet.models.fuse import fuse_for_inference
+from ldnet.models.ldconv import set_ldconv_execution
 
 INPUT_NAME, OUTPUT_NAME = "images", "heatmaps"
 # Keys of the ONNX metadata_props that let a runtime rebuild the pre/post-processing.

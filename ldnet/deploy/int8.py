@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import LDNetError
+from ldnet.errors import LDNetError
 
 if TYPE_CHECKING:  # the command line imports this module for its choices: keep that light
-    from .inference.record import ModelRecord
+    from ldnet.models.record import ModelRecord
 
 # ONNX Runtime's calibration methods by the names the command line uses.
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -80,10 +80,10 @@ def calibration_set(
     COCO detection-results file, as ``ldnet predict --detections`` reads), its person boxes.
 
     Unreadable images are skipped and counted; none left stops with a ``CalibrationError``."""
-    from .data.dataset import prepare_crops
-    from .predict.boxes import DetectionFile, check_boxes, whole_image_box
-    from .predict.errors import PredictInputError
-    from .predict.sources import open_source
+    from ldnet.data.dataset import prepare_crops
+    from ldnet.predict.boxes import DetectionFile, check_boxes, whole_image_box
+    from ldnet.predict.errors import PredictInputError
+    from ldnet.predict.sources import open_source
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -155,8 +155,8 @@ def quantize_onnx(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .export import INPUT_NAME, read_metadata
-    from .files import atomic_path
+    from ldnet.deploy.export import INPUT_NAME, read_metadata
+    from ldnet.files import atomic_path
 
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration method {method!r}")
@@ -254,7 +254,7 @@ def _quiet_root_logger():
 def _set_metadata(path: Path, record: dict[str, str]) -> None:
     import onnx
 
-    from .export import METADATA_PREFIX
+    from ldnet.deploy.export import METADATA_PREFIX
 
     proto = onnx.load(str(path))
     kept = [e for e in proto.metadata_props if not e.key.startswith(METADATA_PREFIX)]

@@ -18,18 +18,18 @@ images/s) can be set beside the machine's peak, measured in the same rounds: a l
 from __future__ import annotations
 
 import statistics
-import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 
-from .errors import LDNetError
-from .inference.backends import BACKENDS, BatchSpecializedOnnxBackend, onnx_file_backend
-from .models import build_model
-from .models.fuse import fuse_for_inference, to_channels_last
-from .models.ldconv import DynamicConv2d, executions_run, set_ldconv_execution
+from ldnet.bench.timing import seconds_per_call
+from ldnet.errors import LDNetError
+from ldnet.inference.backends import BACKENDS, BatchSpecializedOnnxBackend, onnx_file_backend
+from ldnet.models import build_model
+from ldnet.models.fuse import fuse_for_inference, to_channels_last
+from ldnet.models.ldconv import DynamicConv2d, executions_run, set_ldconv_execution
 
 BENCH_BACKENDS = (*BACKENDS, "onnxruntime-dynamic", "openvino-dynamic")
 # The peak case: a dense 3x3 convolution large enough to run at the machine's arithmetic
@@ -72,13 +72,6 @@ def prepare_pytorch_model(
     return model
 
 
-def _time_calls(run: Callable[[], object], iterations: int) -> float:
-    start = time.perf_counter()
-    for _ in range(iterations):
-        run()
-    return (time.perf_counter() - start) / iterations
-
-
 def prepare_onnx_backend(
     name: str,
     num_joints: int,
@@ -93,7 +86,7 @@ def prepare_onnx_backend(
     model = build_model(name, num_joints).eval()
     if not dynamic:
         return BatchSpecializedOnnxBackend(model, input_size, runtime=runtime)
-    from .export import export_onnx
+    from ldnet.deploy.export import export_onnx
 
     path = export_onnx(model, f"{folder}/{name}.onnx", input_size)
     return onnx_file_backend(path, runtime)
@@ -113,7 +106,7 @@ def describe_executions(counts: dict[str, int]) -> str:
 
 
 def macs_per_image(name: str, num_joints: int, input_size: tuple[int, int]) -> int:
-    from .complexity import measure
+    from ldnet.models.complexity import measure
 
     return measure(build_model(name, num_joints), input_size).macs
 
@@ -136,7 +129,7 @@ def peak_case(backend: str, folder) -> tuple[Callable[[], object], int]:
             run()
             return run, macs
         path = f"{folder}/{PEAK_MODEL}.onnx"
-        with warnings.catch_warnings():  # the TorchScript exporter, as ldnet.export uses
+        with warnings.catch_warnings():  # the TorchScript exporter, as ldnet.deploy.export uses
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(conv, (images,), path, input_names=["x"], dynamo=False)
         runner = onnx_file_backend(path, backend)
@@ -185,7 +178,7 @@ def benchmark_forward(
         # The peak first: a machine where it cannot run stops before minutes of exports.
         for backend in dict.fromkeys(b.removesuffix("-dynamic") for b in backends if peak):
             run, macs[PEAK_MODEL] = peak_case(backend, folder)
-            iterations = max(1, round(min_repeat_s / max(_time_calls(run, 1), 1e-6)))
+            iterations = max(1, round(min_repeat_s / max(seconds_per_call(run, 1), 1e-6)))
             cases.append((backend, PEAK_MODEL, 1, run, iterations, "-"))
         for backend in backends:
             for name in models:
@@ -197,7 +190,7 @@ def benchmark_forward(
                     runner = prepare_onnx_backend(
                         name, num_joints, input_size, folder, dynamic, runtime
                     )
-                    # What the export sets (ldnet.export.exportable_model).
+                    # What the export sets (ldnet.deploy.export.exportable_model).
                     graph_form = "mixture" if dynamic else "aggregate"
                 for batch in batches:
                     images = torch.randn(batch, 3, *input_size)
@@ -225,14 +218,14 @@ def benchmark_forward(
                     # `min_repeat_s`.
                     run()
                     run()
-                    one_call = _time_calls(run, 1)
+                    one_call = seconds_per_call(run, 1)
                     iterations = max(1, round(min_repeat_s / max(one_call, 1e-6)))
                     cases.append((backend, name, batch, run, iterations, forms))
 
         seconds: dict[tuple, list[float]] = {case[:3]: [] for case in cases}
         for round_index in range(repeats):
             for backend, name, batch, run, iterations, _ in cases:
-                seconds[(backend, name, batch)].append(_time_calls(run, iterations))
+                seconds[(backend, name, batch)].append(seconds_per_call(run, iterations))
             if on_round is not None:
                 on_round(round_index)
     results = []
@@ -266,7 +259,7 @@ def benchmark_training(
 ) -> list[BenchResult]:
     """Training samples/s: forward (all supervised outputs), heatmap loss, backward, Adam
     step, channels-last, on random tensors (the data pipeline is `ldnet bench data`)."""
-    from .engine.loss import supervised_loss
+    from ldnet.engine.step import apply_gradients, forward_loss
 
     torch.manual_seed(0)
     height, width = input_size
@@ -278,11 +271,10 @@ def benchmark_training(
         model = to_channels_last(build_model(name, num_joints).train())
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-        def step(model=model, optimizer=optimizer):
-            loss = supervised_loss(model(images, all_outputs=True), target, weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        scaler = torch.amp.GradScaler("cpu", enabled=False)  # float32, as on the CPU
+
+        def step(model=model, optimizer=optimizer, scaler=scaler):
+            apply_gradients(forward_loss(model, images, target, weight, False), optimizer, scaler)
 
         step()  # warm-up
         steps[name] = step
@@ -290,7 +282,7 @@ def benchmark_training(
     seconds: dict[str, list[float]] = {name: [] for name in models}
     for round_index in range(repeats):
         for name in models:
-            seconds[name].append(_time_calls(steps[name], steps_per_repeat))
+            seconds[name].append(seconds_per_call(steps[name], steps_per_repeat))
         if on_round is not None:
             on_round(round_index)
     return [

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import torch
 
-from .loadgen import Call, LoadResult, run_load
-from .process import ServerProcess
+from ldnet.serve.loadgen import Call, LoadResult, run_load
+from ldnet.serve.process import ServerProcess
 
 
 @dataclass
@@ -57,7 +57,7 @@ def bench_image(path: Path | None, people: int) -> tuple[bytes, list[list[float]
     if path is not None:
         image = cv2.imread(str(path))
         if image is None:
-            from .errors import ServeError
+            from ldnet.serve.errors import ServeError
 
             raise ServeError(f"{path}: not a readable image")
     else:

@@ -1,7 +1,7 @@
-"""`make gpu-check` (`python -m ldnet.gpucheck --out DIR`): what only a CUDA machine can check.
+"""`make gpu-check` (`python -m ldnet.bench.gpucheck --out DIR`): what only CUDA can check.
 
 With a CUDA device: runs the tests marked ``gpu`` (tests/test_gpu.py) in a pytest subprocess
-with a time limit, then measures ``ldnet`` against ``hrnet_w32`` (``ldnet.gpubench``), and
+with a time limit, then measures ``ldnet`` against ``hrnet_w32`` (``ldnet.bench.gpu``), and
 writes everything into ``DIR/gpu-check.json``. Exit status 1 when a test failed.
 
 Without one it runs its CPU self-checks instead: the same measuring code at a tiny size on
@@ -27,13 +27,22 @@ from pathlib import Path
 
 import torch
 
-from .engine.runs import write_json_atomic
-from .gpubench import METHOD, REFERENCE, ROW_KEYS, UNMEASURED, Plan, empty_row, fastest, measure
+from ldnet.bench.gpu import (
+    METHOD,
+    REFERENCE,
+    ROW_KEYS,
+    UNMEASURED,
+    Plan,
+    empty_row,
+    fastest,
+    measure,
+)
+from ldnet.engine.runs import write_json_atomic
 
 FORMAT = "ldnet-gpu-check-1"
 REPORT_NAME = "gpu-check.json"
 JUNIT_NAME = "gpu-tests.xml"
-GPU_TESTS = Path(__file__).resolve().parents[1] / "tests" / "test_gpu.py"
+GPU_TESTS = Path(__file__).resolve().parents[2] / "tests" / "test_gpu.py"
 # The CPU self-check: every kind of case once, small enough for CI (about 15 s on 2 cores).
 # `ldnet_s` stands in for `ldnet`: the same LDConv code, a third of the ONNX export time.
 SELF_CHECK_PLAN = Plan(
@@ -68,7 +77,7 @@ def positive_int(text: str) -> int:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m ldnet.gpucheck",
+        prog="python -m ldnet.bench.gpucheck",
         description=(
             "Run the `gpu` tests and measure ldnet vs hrnet_w32 on the CUDA device, into "
             f"OUT/{REPORT_NAME}. Without CUDA: CPU self-checks, one line, exit 0."

@@ -6,11 +6,10 @@ import time
 
 import cv2
 
+from ldnet.data.codecs import build_codec
+from ldnet.data.dataset import TopDownDataset
+from ldnet.data.transforms import AugmentConfig
 from ldnet.datasets import dataset_kind
-
-from .codecs import build_codec
-from .dataset import TopDownDataset
-from .transforms import AugmentConfig
 
 
 def run(

@@ -5,7 +5,7 @@ CUDA), inference images/s (BatchNorm folded, float32 and float16), the peak memo
 case and ONNX Runtime on the exported graph. The same code runs on the CPU at a tiny size,
 which is how a machine without CUDA checks it.
 
-As in ``ldnet.benchmark``, cases are timed in interleaved rounds and each reports its median.
+As in ``ldnet.bench.models``, cases are timed in interleaved rounds and each reports its median.
 Two things differ on a GPU: a CUDA call returns before its kernels have run, so every timed
 burst ends with ``torch.cuda.synchronize()``; and each case is built and warmed up alone, so
 the allocator's peak above what was allocated before it is that case's own memory (weights,
@@ -23,18 +23,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .benchmark import (
+from ldnet.bench.models import (
     BenchResult,
-    _time_calls,
     has_dynamic_convs,
     macs_per_image,
     prepare_pytorch_model,
     speedups,
 )
-from .engine.loss import supervised_loss
-from .models import build_model
-from .models.fuse import to_channels_last
-from .models.ldconv import EXECUTIONS
+from ldnet.bench.timing import seconds_per_call
+from ldnet.engine.step import apply_gradients, forward_loss
+from ldnet.inference.backends import onnx_session
+from ldnet.models import build_model
+from ldnet.models.fuse import to_channels_last
+from ldnet.models.ldconv import EXECUTIONS
 
 REFERENCE = "hrnet_w32"
 UNMEASURED = "unmeasured: no CUDA device"
@@ -198,14 +199,8 @@ def training_step(name: str, batch: int, plan: Plan, device: torch.device) -> Ca
     target = torch.rand(batch, plan.num_joints, height // 4, width // 4, device=device)
     weight = torch.ones(batch, plan.num_joints, device=device)
 
-    def step():  # as ldnet.engine.train.train_one_epoch
-        with torch.autocast(device.type, enabled=amp):
-            outputs = model(images, all_outputs=True)
-        loss = supervised_loss(outputs, target, weight)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+    def step():  # ldnet train's step (ldnet.engine.step)
+        apply_gradients(forward_loss(model, images, target, weight, amp), optimizer, scaler)
 
     return step
 
@@ -232,11 +227,7 @@ def onnxruntime_call(path, batch: int, plan: Plan, provider: str) -> Callable:
     """Inputs and outputs bound on the provider's device, as PyTorch's stay on the GPU."""
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if provider == "CPUExecutionProvider":
-        options.intra_op_num_threads = torch.get_num_threads()
-    session = onnxruntime.InferenceSession(str(path), options, providers=[provider])
+    session = onnx_session(path, provider=provider)
     if session.get_providers()[0] != provider:  # ORT falls back to the CPU with a warning
         raise RuntimeError(f"{provider} did not load (session has {session.get_providers()})")
     where = "cuda" if provider == "CUDAExecutionProvider" else "cpu"
@@ -268,18 +259,6 @@ def _execution_of(backend: str, model: str) -> str:
 # -- timing ---------------------------------------------------------------------------------
 def _synchronizer(device: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-
-def seconds_per_call(run: Callable, iterations: int, synchronize: Callable[[], None]) -> float:
-    """Mean seconds of ``iterations`` calls, the device's queue drained before and after."""
-
-    def burst():
-        for _ in range(iterations):
-            run()
-        synchronize()
-
-    synchronize()
-    return _time_calls(burst, 1) / iterations
 
 
 @dataclass
@@ -332,7 +311,7 @@ def measure(
     plan: Plan, device: str | torch.device, on_case=None, on_round=None
 ) -> tuple[list[dict], str]:
     """Every figure of ``plan`` on ``device``: (rows with ``ROW_KEYS``, ONNX Runtime status)."""
-    from .export import export_onnx
+    from ldnet.deploy.export import export_onnx
 
     device = torch.device(device)
     kind = device.type

@@ -193,7 +193,7 @@ def draw_predictions(data_root: Path, results_file: Path, out_dir: Path, limit: 
     import json
 
     from ldnet.data.keypoints import COCO
-    from ldnet.visualize import draw_poses
+    from ldnet.data.visualize import draw_poses
 
     annotations = json.loads(
         (data_root / "annotations" / "person_keypoints_val2017.json").read_text()

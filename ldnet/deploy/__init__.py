@@ -1,0 +1,1 @@
+"""Deployment files: ONNX export (float, fixed or dynamic batch) and int8 static quantization."""
