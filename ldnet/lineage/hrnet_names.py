@@ -11,16 +11,16 @@ checked for shape when the weights are loaded.
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from ldnet.checkpoint import CheckpointError
 
+from .name_rules import PARALLEL_BODY_RULES, NameRules, output_channels
+
 # (our name, the reference's name): regular expression and replacement, tried in order.
 # Stage index s of ours is the reference's transition{s+1} and stage{s+2}; that arithmetic is
 # done in ``official_name``, so the templates carry {transition} and {stage}.
-RULES: tuple[tuple[str, str], ...] = (
+STEM_RULES: tuple[tuple[str, str], ...] = (
     # Stem: conv1/bn1 and conv2/bn2 side by side in the reference.
     (r"stem\.conv([12])\.0\.(.+)", r"conv\1.\2"),
     (r"stem\.conv([12])\.1\.(.+)", r"bn\1.\2"),
@@ -28,69 +28,25 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"stem\.layer1\.(\d+)\.conv([123])\.0\.(.+)", r"layer1.\1.conv\2.\3"),
     (r"stem\.layer1\.(\d+)\.conv([123])\.1\.(.+)", r"layer1.\1.bn\2.\3"),
     (r"stem\.layer1\.(\d+)\.downsample\.([01])\.(.+)", r"layer1.\1.downsample.\2.\3"),
-    # Transitions: the same Sequential nesting in both.
-    (r"stages\.(\d)\.transition\.layers\.(.+)", r"{transition}.\2"),
-    # Branch blocks (BasicBlocks of W32).
-    (
-        r"stages\.(\d)\.hr_modules\.(\d+)\.branches\.(\d+)\.(\d+)\.conv([12])\.0\.(.+)",
-        r"{stage}.\2.branches.\3.\4.conv\5.\6",
-    ),
-    (
-        r"stages\.(\d)\.hr_modules\.(\d+)\.branches\.(\d+)\.(\d+)\.conv([12])\.1\.(.+)",
-        r"{stage}.\2.branches.\3.\4.bn\5.\6",
-    ),
-    # Fusion, j > i: 1x1 projection (ours in Upsample.project) then nearest upsampling.
-    (
-        r"stages\.(\d)\.hr_modules\.(\d+)\.fuse\.(\d+)\.(\d+)\.project\.([01])\.(.+)",
-        r"{stage}.\2.fuse_layers.\3.\4.\5.\6",
-    ),
-    # Fusion, j < i: stride-2 3x3 steps, the same nesting in both.
-    (
-        r"stages\.(\d)\.hr_modules\.(\d+)\.fuse\.(\d+)\.(\d+)\.(\d+)\.([01])\.(.+)",
-        r"{stage}.\2.fuse_layers.\3.\4.\5.\6.\7",
-    ),
-    # Head: the 1x1 convolution to heatmaps.
-    (r"head\.final\.(.+)", r"final_layer.\1"),
 )
-_COMPILED = tuple((re.compile(pattern), template) for pattern, template in RULES)
+
+RULES = STEM_RULES + PARALLEL_BODY_RULES
+_RULES = NameRules(RULES, "HRNet")
+official_name, name_map = _RULES.official_name, _RULES.name_map
 
 # Which tensor tells the width: the 1/4 branch's transition out of the 256-channel stem.
 WIDTH_TENSOR = "transition1.0.0.weight"
 FINAL_LAYER = "final_layer.weight"
 
 
-def official_name(ours: str) -> str:
-    """The reference's name of our tensor ``ours`` (KeyError if no rule covers it)."""
-    for pattern, template in _COMPILED:
-        match = pattern.fullmatch(ours)
-        if match:
-            if ours.startswith("stages."):
-                index = int(match.group(1))
-                template = template.format(
-                    transition=f"transition{index + 1}", stage=f"stage{index + 2}"
-                )
-            return match.expand(template)
-    raise KeyError(f"no HRNet name for {ours!r}")
-
-
-def name_map(our_names) -> dict[str, str]:
-    """Our name -> the reference's, for every tensor of ours; one-to-one by construction."""
-    mapping = {ours: official_name(ours) for ours in our_names}
-    if len(set(mapping.values())) != len(mapping):  # a rule that folds two names into one
-        raise AssertionError("HRNet name rules are not one-to-one")
-    return mapping
-
-
 def width_of(state: dict[str, torch.Tensor]) -> int | None:
     """HRNet's width (32 for W32, 48 for W48): the channels of the 1/4 branch."""
-    tensor = state.get(WIDTH_TENSOR)
-    return None if tensor is None or tensor.ndim != 4 else int(tensor.shape[0])
+    return output_channels(state, WIDTH_TENSOR)
 
 
 def joints_of(state: dict[str, torch.Tensor]) -> int | None:
     """The joint count: the output channels of the final 1x1 convolution."""
-    tensor = state.get(FINAL_LAYER)
-    return None if tensor is None or tensor.ndim != 4 else int(tensor.shape[0])
+    return output_channels(state, FINAL_LAYER)
 
 
 def to_ours(

@@ -12,16 +12,16 @@ checked for shape when weights are loaded.
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from ldnet.checkpoint import CheckpointError
 
+from .name_rules import PARALLEL_BODY_RULES, NameRules, output_channels
+
 # (our name, the official name): regular expression and replacement, tried in order. Stage
 # index s of ours is the official transition{s+1} and stage{s+2}; ``official_name`` does that
 # arithmetic, so the templates carry {transition} and {stage}.
-RULES: tuple[tuple[str, str], ...] = (
+STEM_RULES: tuple[tuple[str, str], ...] = (
     # The light stem: conv1/bn1; half A is the official `branch1` Sequential (dw conv, BN,
     # 1x1 conv, BN, LeakyReLU: indices 0-3); half B is expand_conv/bn2, depthwise_conv/bn3,
     # linear_conv/bn4.
@@ -36,30 +36,10 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"stem\.half_b\.1\.1\.(.+)", r"stem.bn3.\1"),
     (r"stem\.half_b\.2\.0\.(.+)", r"stem.linear_conv.\1"),
     (r"stem\.half_b\.2\.1\.(.+)", r"stem.bn4.\1"),
-    # Transitions: the same Sequential nesting in both.
-    (r"stages\.(\d)\.transition\.layers\.(.+)", r"{transition}.\2"),
-    # Branch blocks (DW, Basic and LD blocks alike): conv{1,2} -> .0 conv, .1 BN.
-    (
-        r"stages\.(\d)\.hr_modules\.(\d+)\.branches\.(\d+)\.(\d+)\.conv([12])\.0\.(.+)",
-        r"{stage}.\2.branches.\3.\4.conv\5.\6",
-    ),
-    (
-        r"stages\.(\d)\.hr_modules\.(\d+)\.branches\.(\d+)\.(\d+)\.conv([12])\.1\.(.+)",
-        r"{stage}.\2.branches.\3.\4.bn\5.\6",
-    ),
-    # Fusion, j > i: 1x1 projection (ours in Upsample.project) then nearest upsampling.
-    (
-        r"stages\.(\d)\.hr_modules\.(\d+)\.fuse\.(\d+)\.(\d+)\.project\.([01])\.(.+)",
-        r"{stage}.\2.fuse_layers.\3.\4.\5.\6",
-    ),
-    # Fusion, j < i: stride-2 3x3 steps, the same nesting in both.
-    (
-        r"stages\.(\d)\.hr_modules\.(\d+)\.fuse\.(\d+)\.(\d+)\.(\d+)\.([01])\.(.+)",
-        r"{stage}.\2.fuse_layers.\3.\4.\5.\6.\7",
-    ),
-    # Head: the 1x1 convolution to heatmaps, then the refinement module (`prm`: conv1/bn1
-    # static 3x3, conv_2_1/bn_2_1 dynamic 1x1, conv_2_2/bn_2_2 dynamic 9x9).
-    (r"head\.final\.(.+)", r"final_layer.\1"),
+)
+# The refinement module (`prm`: conv1/bn1 static 3x3, conv_2_1/bn_2_1 dynamic 1x1,
+# conv_2_2/bn_2_2 dynamic 9x9).
+KRM_RULES: tuple[tuple[str, str], ...] = (
     (r"head\.krm\.conv1\.0\.(.+)", r"prm.conv1.\1"),
     (r"head\.krm\.conv1\.1\.(.+)", r"prm.bn1.\1"),
     (r"head\.krm\.conv2\.0\.(.+)", r"prm.conv_2_1.\1"),
@@ -67,7 +47,9 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"head\.krm\.conv3\.0\.(.+)", r"prm.conv_2_2.\1"),
     (r"head\.krm\.conv3\.1\.(.+)", r"prm.bn_2_2.\1"),
 )
-_COMPILED = tuple((re.compile(pattern), template) for pattern, template in RULES)
+RULES = STEM_RULES + PARALLEL_BODY_RULES + KRM_RULES
+_RULES = NameRules(RULES, "official LDNet")
+official_name, name_map = _RULES.official_name, _RULES.name_map
 
 # Tensors that tell an official LDNet file from HRNet's (its light stem, its refinement
 # module; either is enough: a file missing the other is then reported as incomplete), its
@@ -85,28 +67,6 @@ PRESETS = {
     (48, "stage3"): "ldnet_w48_ld3",
 }
 ORDERS = {"stage4": "the figure's block order", "stage3": "LD blocks in stage 3"}
-
-
-def official_name(ours: str) -> str:
-    """The official name of our tensor ``ours`` (KeyError if no rule covers it)."""
-    for pattern, template in _COMPILED:
-        match = pattern.fullmatch(ours)
-        if match:
-            if ours.startswith("stages."):
-                index = int(match.group(1))
-                template = template.format(
-                    transition=f"transition{index + 1}", stage=f"stage{index + 2}"
-                )
-            return match.expand(template)
-    raise KeyError(f"no official LDNet name for {ours!r}")
-
-
-def name_map(our_names) -> dict[str, str]:
-    """Our name -> the official one, for every tensor of ours; one-to-one by construction."""
-    mapping = {ours: official_name(ours) for ours in our_names}
-    if len(set(mapping.values())) != len(mapping):  # a rule that folds two names into one
-        raise AssertionError("LDNet name rules are not one-to-one")
-    return mapping
 
 
 def takes_official_names(our_names) -> bool:
@@ -128,8 +88,7 @@ def is_official_ldnet(state) -> bool:
 
 def width_of(state) -> int | None:
     """LDNet's width C (32 or 48): the channels of the stage-2 1/4 branch."""
-    tensor = state.get(WIDTH_TENSOR)
-    return None if tensor is None or tensor.ndim != 4 else int(tensor.shape[0])
+    return output_channels(state, WIDTH_TENSOR)
 
 
 def ld_stage_of(state) -> str | None:
@@ -144,8 +103,7 @@ def ld_stage_of(state) -> str | None:
 
 def joints_of(state) -> int | None:
     """The joint count: the output channels of the 1x1 heatmap convolution."""
-    tensor = state.get(FINAL_LAYER)
-    return None if tensor is None or tensor.ndim != 4 else int(tensor.shape[0])
+    return output_channels(state, FINAL_LAYER)
 
 
 def preset_of(state) -> str | None:
