@@ -60,7 +60,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server():
+def server(monkeypatch):
+    monkeypatch.delenv("LDNET_OFFLINE", raising=False)  # downloads, from this server only
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.files, httpd.requests, httpd.cuts, httpd.honour_range = {}, [], [], True
     httpd.daemon_threads = True
@@ -222,6 +223,7 @@ def free_port() -> int:
 
 
 def test_unreachable_host(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("LDNET_OFFLINE")
     port = free_port()  # closed again: nothing listens there
     url = f"http://127.0.0.1:{port}/x.pth"
     site_catalog(tmp_path, monkeypatch, backbone_entry("far", url, "0" * 8))
@@ -259,7 +261,7 @@ def test_cache_folder_choice(monkeypatch, tmp_path):
 
 FIELDS = {
     "name", "description", "kind", "layout", "model", "input_size", "dataset", "decoder",
-    "metric", "published", "url", "sha256", "note", "downloadable",
+    "metric", "published", "url", "sha256", "note", "downloadable", "approx_mb",
 }  # fmt: skip
 
 
@@ -267,12 +269,12 @@ def test_list_json_content(monkeypatch, capsys):
     monkeypatch.delenv(CATALOG_ENV, raising=False)
     assert main(["weights", "list", "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
-    assert len(entries) == len(BUILTIN) == 12
+    assert len(entries) == len(BUILTIN) == 15
     assert len({entry["name"] for entry in entries}) == len(entries)
     for entry in entries:
         assert set(entry) == FIELDS, entry["name"]
         assert entry["url"].startswith("https://"), entry["name"]
-        assert entry["model"] == "hrnet_w32"
+        assert entry["model"] == ("yolox" if entry["kind"] == "detector" else "hrnet_w32")
         if entry["downloadable"]:
             assert re.fullmatch(r"[0-9a-f]{8}", entry["sha256"]), entry["name"]
             # The prefix is the one in the published file name (MMPose's publish_model.py).
@@ -292,6 +294,18 @@ def test_list_json_content(monkeypatch, capsys):
     assert by_name["hrnet_w32_mpii_256x256"]["metric"] == "MPII val PCKh@0.5"
     assert by_name["pose_hrnet_w32_256x192"]["published"] == 74.4
     assert by_name["hrnet_w32_imagenet"]["url"].endswith("/hrnet_w32-36af842e.pth")
+    # The YOLOX human detectors rtmlib's Body uses, as its MODE table names them.
+    sdk = "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk/"
+    detectors = {e["name"]: e for e in entries if e["kind"] == "detector"}
+    assert {
+        name: (e["url"].removeprefix(sdk), e["input_size"]) for name, e in detectors.items()
+    } == {
+        "yolox_tiny_humanart": ("yolox_tiny_8xb8-300e_humanart-6f3252f9.zip", [416, 416]),
+        "yolox_m_humanart": ("yolox_m_8xb8-300e_humanart-c2c7a14a.zip", [640, 640]),
+        "yolox_x_humanart": ("yolox_x_8xb8-300e_humanart-a39d44ed.zip", [640, 640]),
+    }
+    assert all(e["layout"] == "mmdeploy-sdk" and e["downloadable"] for e in detectors.values())
+    assert [detectors[n]["approx_mb"] for n in sorted(detectors)] == [100.0, 20.0, 400.0]
 
 
 def test_list_table_and_site_entries(server, blob, capsys):
@@ -299,6 +313,7 @@ def test_list_table_and_site_entries(server, blob, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [
         "NAME",
+        "KIND",
         "MODEL",
         "INPUT",
         "DATASET",
@@ -311,8 +326,9 @@ def test_list_table_and_site_entries(server, blob, capsys):
         line.split()[0]: line.split() for line in lines[1:] if line and not line.startswith("`")
     }
     assert set(rows) == {entry.name for entry in BUILTIN} | {"blob"}
-    assert rows["hrnet_w32_coco_256x192"][:6] == [
+    assert rows["hrnet_w32_coco_256x192"][:7] == [
         "hrnet_w32_coco_256x192",
+        "pose",
         "hrnet_w32",
         "256x192",
         "coco",
@@ -320,6 +336,7 @@ def test_list_table_and_site_entries(server, blob, capsys):
         "74.6",
     ]
     assert rows["pose_hrnet_w32_256x192"][-2:] == ["by", "hand"]
+    assert rows["yolox_m_humanart"][:4] == ["yolox_m_humanart", "detector", "yolox", "640x640"]
 
 
 def test_site_catalog_errors_name_the_file_and_field(tmp_path, monkeypatch, capsys):
