@@ -71,9 +71,10 @@ def announce_fetches(weights, detector, *, uses_detector: bool, default: bool = 
     wanted = []
     pose = None if weights is None or Path(str(weights)).exists() else find(str(weights))
     kind = "the default pose weights for real photos" if default else "pose weights"
-    if pose is not None and pose.downloadable and not is_cached(pose) and not offline():
+    missing = pose is not None and pose.downloadable and not is_cached(pose)
+    if missing and not offline():
         wanted.append(f"{pose.name} ({kind}, {size_text(pose)})")
-    elif default:
+    elif default and not missing:
         print(f"weights: {weights} ({kind})", file=sys.stderr)
     if offline():
         return  # nothing will be fetched; a missing name is reported as it is asked for

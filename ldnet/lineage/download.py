@@ -77,7 +77,7 @@ def is_cached(entry: WeightsEntry, cache: str | os.PathLike | None = None) -> bo
 
 def size_text(entry: WeightsEntry) -> str:
     """ "about 115 MB", or "size not listed"."""
-    return f"about {entry.approx_mb:.0f} MB" if entry.approx_mb else "size not listed"
+    return f"about {entry.approx_mb:g} MB" if entry.approx_mb else "size not listed"
 
 
 def resolve_weights(
