@@ -180,6 +180,7 @@ def run(args) -> int:
     from ldnet.predict import PredictOptions, open_source, predict_source
     from ldnet.predict.smoothing import PoseSmoother
 
+    source = open_source(args.source)  # a wrong source stops before anything is fetched
     default = args.weights is None
     if default:
         args.weights = DEFAULT_POSE
@@ -188,7 +189,6 @@ def run(args) -> int:
     args.weights = fetch_weights(args.weights, progress=not args.quiet)
     if args.threads:
         torch.set_num_threads(args.threads)
-    source = open_source(args.source)
     estimator = build_estimator(args)
     provider = box_provider(args)
     estimator.warm_up()
