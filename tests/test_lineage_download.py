@@ -261,7 +261,7 @@ def test_cache_folder_choice(monkeypatch, tmp_path):
 
 FIELDS = {
     "name", "description", "kind", "layout", "model", "input_size", "dataset", "decoder",
-    "metric", "published", "url", "sha256", "note", "downloadable", "approx_mb",
+    "metric", "published", "url", "sha256", "note", "downloadable", "approx_mb", "hash_of",
 }  # fmt: skip
 
 
@@ -305,6 +305,10 @@ def test_list_json_content(monkeypatch, capsys):
         "yolox_x_humanart": ("yolox_x_8xb8-300e_humanart-a39d44ed.zip", [640, 640]),
     }
     assert all(e["layout"] == "mmdeploy-sdk" and e["downloadable"] for e in detectors.values())
+    # Their hex digits are the source .pth's (MMPose's Human-Art table names the .pth files
+    # yolox_*_humanart-<same digits>.pth), so they are printed, not checked, for the archive.
+    assert {e["hash_of"] for e in detectors.values()} == {"checkpoint"}
+    assert {e["hash_of"] for e in entries if e["kind"] != "detector"} == {"file"}
     assert [detectors[n]["approx_mb"] for n in sorted(detectors)] == [100.0, 20.0, 400.0]
 
 
@@ -597,9 +601,11 @@ def test_predict_without_weights_end_to_end(server, official_file, blue_archive,
         "kind": "pose", "layout": "mmpose-1.x", "input_size": [256, 192],
         "dataset": "coco", "decoder": "msra", "approx_mb": 115.0,
     }  # fmt: skip
-    detector = detector_entry(
-        "yolox_m_humanart", f"{server.base}/det.zip", hashlib.sha256(blue_archive).hexdigest()[:8]
-    )
+    # As the built-in entry: the name's digits are not the archive's hash (hash_of checkpoint).
+    detector = {
+        **detector_entry("yolox_m_humanart", f"{server.base}/det.zip", "c2c7a14a"),
+        "hash_of": "checkpoint",
+    }
     site_catalog(tmp_path, monkeypatch, pose, detector)
     cache = tmp_path / "cache"
     monkeypatch.setenv("LDNET_CACHE", str(cache))
@@ -613,7 +619,12 @@ def test_predict_without_weights_end_to_end(server, official_file, blue_archive,
         "fetching hrnet_w32_coco_256x192 (the default pose weights for real photos, about "
         f"115 MB) and yolox_m_humanart (person detector, about 2 MB) into {cache}"
     )
-    assert err[1] == "people: yolox_m_humanart (yolox ONNX, 416x416), score >= 0.3, NMS IoU 0.65"
+    assert err[1] == (
+        f"yolox_m_humanart: archive sha256 {hashlib.sha256(blue_archive).hexdigest()} (no hash "
+        "is published for it; c2c7a14a in its name is its source checkpoint's); checked: a zip "
+        "with one ONNX network that ONNX's checker accepts"
+    )
+    assert err[2] == "people: yolox_m_humanart (yolox ONNX, 416x416), score >= 0.3, NMS IoU 0.65"
     assert "1 frame(s), 1 people" in out
     assert cache_files(cache) == ["hrnet_w32_coco_256x192.pt", "yolox_m_humanart.onnx"]
     # The second time, all cached: no fetch line, no request; the weights line says which.
@@ -658,3 +669,31 @@ def test_predict_without_weights_offline_says_what_to_fetch(tmp_path, monkeypatc
                            "get hrnet_w32_coco_256x192` where the address is reachable, or give "
                            "--weights FILE")  # fmt: skip
     assert len(err) == 2 and not (tmp_path / "out").exists()
+
+
+def test_unpinned_archive_with_the_wrong_network_is_not_kept(server, pose_weights, tmp_path,
+                                                             monkeypatch, capsys):  # fmt: skip
+    """No hash vouches for an archive whose name carries its checkpoint's digits: what it
+    holds is checked instead, and a network of another form is refused and not cached."""
+    import onnx
+    from detector_nets import constant_yolox, sdk_archive
+
+    path = constant_yolox(tmp_path / "end2end.onnx", [[0, 0, 9, 9, 0.9]], [0])
+    model = onnx.load(str(path))
+    del model.graph.output[1]  # no labels
+    onnx.save(model, str(path))
+    server.files["/det.zip"] = sdk_archive(path)
+    entry = {**detector_entry("test_det", f"{server.base}/det.zip", "c2c7a14a"),
+             "hash_of": "checkpoint"}  # fmt: skip
+    site_catalog(tmp_path, monkeypatch, entry)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LDNET_CACHE", str(cache))
+    code = main(predict_args(blue_image(tmp_path), pose_weights, tmp_path / "out",
+                             "--detector", "test_det"))  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1] == (
+        f"ldnet predict: error: {cache / 'test_det.onnx'}: output 0 of shape [1, 1, 5] looks "
+        "like MMDeploy's dets (1, N, 5) but output 1 (labels, expected (1, 1)) is none"
+    )
+    assert cache_files(cache) == []

@@ -9,7 +9,14 @@ Person detectors (``kind = "detector"``) are OpenMMLab's YOLOX human detectors a
 exported them for its SDK: the ``onnx_sdk`` zip archives that rtmlib's ``Body`` downloads
 (``rtmlib/tools/solution/body.py``: tiny at 416x416, m and x at 640x640), trained on
 COCO + Human-Art (MMPose ``projects/rtmpose/yolox/humanart/*.py``). Each archive holds
-``end2end.onnx``; ``ldnet.predict.onnx_detector`` documents its input and outputs.
+``end2end.onnx``; ``ldnet.predict.onnx_detector`` documents its input and outputs. The
+eight hex digits in an archive's name are **not** the archive's sha256: they are those of
+the PyTorch checkpoint it was converted from (MMPose's Human-Art table publishes
+``yolox_tiny_8xb8-300e_humanart-6f3252f9.pth`` beside the zip of the same stem, and one
+prefix cannot be the start of two files' hashes). OpenMMLab publishes no hash for the
+archives (rtmlib downloads them unchecked), so these entries say ``hash_of="checkpoint"``:
+the download is checked by what it must hold instead, and its full sha256 is printed so a
+site can pin it (a site entry with the full hash and ``hash_of="file"``).
 
 Sources (read 2026-11-26): MMPose's model-index files
 ``configs/body_2d_keypoint/topdown_heatmap/{coco/hrnet_coco.yml, coco/hrnet_dark_coco.yml,
@@ -41,6 +48,7 @@ KINDS = ("pose", "backbone", "detector")
 LAYOUTS = ("mmpose-1.x", "mmpose-0.x", "hrnet", "imagenet", "mmdeploy-sdk", "onnx")
 DETECTOR_MODELS = ("yolox",)  # detector families whose inputs and outputs ldnet reads
 DETECTOR_LAYOUTS = ("mmdeploy-sdk", "onnx")
+HASH_OF = ("file", "checkpoint")
 # What `ldnet predict SOURCE` runs when it is given no --weights and no --detector.
 DEFAULT_POSE = "hrnet_w32_coco_256x192"
 DEFAULT_DETECTOR = "yolox_m_humanart"  # rtmlib's "balanced" choice
@@ -75,6 +83,9 @@ class WeightsEntry:
     # The download's size, roughly, for the line printed before fetching it: float32
     # parameters x 4 bytes (the published parameter counts); None where not estimated.
     approx_mb: float | None = None
+    # "file": ``sha256`` starts the download's own hash, checked after download;
+    # "checkpoint": it is the source checkpoint's (printed, not checked; see above).
+    hash_of: str = "file"
 
     @property
     def downloadable(self) -> bool:
@@ -106,7 +117,8 @@ _HUMANART_NOTE = (
     "YOLOX (Ge et al., 2021) trained by MMPose on COCO + Human-Art, exported by MMDeploy "
     "(NMS inside the graph); AP as rtmlib's README lists it. Human-Art is released for "
     "non-commercial use: check its terms before a commercial one. Size estimated from the "
-    "parameter count ({params}M, YOLOX's table)"
+    "parameter count ({params}M, YOLOX's table). The hex digits in the file name are the "
+    "source .pth's sha256 prefix, not the archive's: no hash is published for the archive"
 )
 # COCO figures are on val2017 with the person detector's boxes (human AP 56.4), as published.
 _COCO_AP = "COCO val2017 AP"
@@ -203,6 +215,7 @@ BUILTIN: tuple[WeightsEntry, ...] = (
         "detector", "mmdeploy-sdk", "yolox", (416, 416), None, None, _HUMANART_AP, 47.7,
         f"{_RTMPOSE_SDK}/yolox_tiny_8xb8-300e_humanart-6f3252f9.zip",
         "6f3252f9", _HUMANART_NOTE.format(params=5.06), approx_mb=20.0,
+        hash_of="checkpoint",
     ),
     WeightsEntry(
         "yolox_m_humanart",
@@ -210,6 +223,7 @@ BUILTIN: tuple[WeightsEntry, ...] = (
         "detector", "mmdeploy-sdk", "yolox", (640, 640), None, None, _HUMANART_AP, 59.1,
         f"{_RTMPOSE_SDK}/yolox_m_8xb8-300e_humanart-c2c7a14a.zip",
         "c2c7a14a", _HUMANART_NOTE.format(params=25.3), approx_mb=100.0,
+        hash_of="checkpoint",
     ),
     WeightsEntry(
         "yolox_x_humanart",
@@ -217,6 +231,7 @@ BUILTIN: tuple[WeightsEntry, ...] = (
         "detector", "mmdeploy-sdk", "yolox", (640, 640), None, None, _HUMANART_AP, 61.3,
         f"{_RTMPOSE_SDK}/yolox_x_8xb8-300e_humanart-a39d44ed.zip",
         "a39d44ed", _HUMANART_NOTE.format(params=99.1), approx_mb=400.0,
+        hash_of="checkpoint",
     ),
 )  # fmt: skip
 
@@ -266,7 +281,7 @@ def _entry_from_json(item, where: str) -> WeightsEntry:
     # A site entry is a pose network unless it says otherwise; a detector an SDK archive.
     kind = item.get("kind", "pose")
     layout = "mmdeploy-sdk" if kind == "detector" else "mmpose-1.x"
-    values = {"kind": kind, "layout": layout, "note": "", **item}
+    values = {"kind": kind, "layout": layout, "note": "", "hash_of": "file", **item}
     values.pop("downloadable", None)
     for required in ("name", "description", "model", "metric", "published", "url", "sha256"):
         if required not in values:
@@ -319,6 +334,10 @@ def entry_problem(entry: WeightsEntry) -> str | None:
         return f"sha256 must be 8 to 64 lowercase hex digits, got {entry.sha256!r}"
     if not isinstance(entry.published, (int, float)):
         return f"published must be a number, got {entry.published!r}"
+    if entry.hash_of not in HASH_OF:
+        return f"hash_of must be one of {', '.join(HASH_OF)}, got {entry.hash_of!r}"
+    if entry.hash_of == "checkpoint" and entry.kind != "detector":
+        return "hash_of 'checkpoint' is for detector archives only"
     if entry.approx_mb is not None and not (
         isinstance(entry.approx_mb, (int, float)) and entry.approx_mb > 0
     ):

@@ -154,7 +154,7 @@ def _get_detector(entry: WeightsEntry, ready: Path, timeout_s: float, progress: 
 
     options = {"timeout_s": timeout_s, "progress": progress}
     if entry.layout == "onnx":
-        fetch(entry.url, ready, entry.sha256, **options)
+        fetch(entry.url, ready, entry.sha256, **options)  # a bare file: its own hash
         try:
             check_onnx(ready, entry.url)
         except ArchiveError:
@@ -162,13 +162,22 @@ def _get_detector(entry: WeightsEntry, ready: Path, timeout_s: float, progress: 
             raise
         return ready
     archive = ready.with_suffix(".zip")
+    unpinned = entry.hash_of == "checkpoint"
     if not archive.is_file():
-        fetch(entry.url, archive, entry.sha256, **options)
+        fetch(entry.url, archive, None if unpinned else entry.sha256, **options)
     try:
         unpack_network(archive, ready)
     except ArchiveError as error:
         archive.unlink()  # it matched its hash, so retrying the same file cannot help
         raise DownloadError(f"{entry.url}: {error}") from None
+    if unpinned:
+        # No published hash to check: say which file this is, so it can be pinned.
+        print(
+            f"{entry.name}: archive sha256 {file_sha256(archive)} (no hash is published for "
+            f"it; {entry.sha256} in its name is its source checkpoint's); checked: a zip "
+            "with one ONNX network that ONNX's checker accepts",
+            file=sys.stderr,
+        )
     archive.unlink()
     return ready
 
@@ -199,14 +208,15 @@ def _get_locked(
 def fetch(
     url: str,
     target: Path,
-    sha256_prefix: str,
+    sha256_prefix: str | None,
     *,
     timeout_s: float = TIMEOUT_S,
     progress: bool = True,
 ) -> Path:
     """Download ``url`` to ``target`` through ``target``'s ``.part`` file, resuming what an
     earlier run left there, and rename it into place only if its sha256 starts with
-    ``sha256_prefix``; a file that does not is deleted."""
+    ``sha256_prefix``; a file that does not is deleted. ``None``: no published hash to
+    check (the caller checks the content instead)."""
     part = target.with_suffix(".part")
     reason = None
     for _ in range(ATTEMPTS):
@@ -221,8 +231,8 @@ def fetch(
             f"{url}: transfer cut {ATTEMPTS} times (last: {reason}); {part} keeps {kept} "
             "bytes, run the command again to resume"
         )
-    found = file_sha256(part)
-    if not found.startswith(sha256_prefix):
+    found = file_sha256(part) if sha256_prefix is not None else None
+    if found is not None and not found.startswith(sha256_prefix):
         part.unlink()
         raise DownloadError(
             f"{url}: wrong sha256: expected {sha256_prefix}..., found "

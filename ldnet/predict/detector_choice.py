@@ -104,7 +104,14 @@ def choose_detector(
 
 def _catalogue_detector(entry, cache, progress, onnx_options) -> OnnxPersonDetector:
     path = get(entry, cache, progress=progress)
-    return OnnxPersonDetector(path, input_hw=entry.input_size, name=entry.name, **onnx_options)
+    try:
+        return OnnxPersonDetector(path, input_hw=entry.input_size, name=entry.name, **onnx_options)
+    except DetectorError:
+        if entry.hash_of == "checkpoint":
+            # No hash vouched for this file: one that is not the detector it should be is
+            # not kept (a pinned file matched its hash, so it stays to be looked at).
+            path.unlink(missing_ok=True)
+        raise
 
 
 def fallback(entry: WeightsEntry, reason: str, nms_iou: float | None, cache=None) -> ChosenDetector:
