@@ -520,6 +520,8 @@ def test_detector_name_end_to_end(server, blue_archive, pose_weights, tmp_path, 
     half = len(blue_archive) // 2
     assert server.requests == [("/det.zip", None), ("/det.zip", f"bytes={half}-")]
     assert cache_files(cache) == ["test_det.onnx"]  # unpacked once, the archive removed
+    assert main(["weights", "get", "test_det"]) == 0  # now a cache read
+    assert capsys.readouterr().out.strip() == str(cache / "test_det.onnx")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(results) == 1
     # Later uses read the cache; the box comes back in image pixels.

@@ -153,8 +153,10 @@ def _get_detector(entry: WeightsEntry, ready: Path, timeout_s: float, progress: 
     from .archives import ArchiveError, check_onnx, unpack_network
 
     options = {"timeout_s": timeout_s, "progress": progress}
+    unpinned = entry.hash_of == "checkpoint"
+    prefix = None if unpinned else entry.sha256
     if entry.layout == "onnx":
-        fetch(entry.url, ready, entry.sha256, **options)  # a bare file: its own hash
+        fetch(entry.url, ready, prefix, **options)
         try:
             check_onnx(ready, entry.url)
         except ArchiveError:
@@ -162,13 +164,12 @@ def _get_detector(entry: WeightsEntry, ready: Path, timeout_s: float, progress: 
             raise
         return ready
     archive = ready.with_suffix(".zip")
-    unpinned = entry.hash_of == "checkpoint"
     if not archive.is_file():
-        fetch(entry.url, archive, None if unpinned else entry.sha256, **options)
+        fetch(entry.url, archive, prefix, **options)
     try:
         unpack_network(archive, ready)
     except ArchiveError as error:
-        archive.unlink()  # it matched its hash, so retrying the same file cannot help
+        archive.unlink()  # kept, it would fail the same way on every run
         raise DownloadError(f"{entry.url}: {error}") from None
     if unpinned:
         # No published hash to check: say which file this is, so it can be pinned.

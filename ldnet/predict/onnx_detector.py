@@ -10,8 +10,9 @@ configs, MMPose's YOLOX Human-Art configs and rtmlib's ``YOLOX`` wrapper):
     YOLOX's ``DetDataPreprocessor`` has neither), placed top-left, grey 114 on the right and
     bottom (see ``detector_boxes``). Outputs ``dets`` (1, N, 5) ``x1, y1, x2, y2, score`` in
     input pixels, score = class sigmoid x objectness sigmoid, and ``labels`` (1, N) int64,
-    COCO's 80 classes (person = 0). NMS is **inside the graph** (class-wise, IoU 0.65, score
-    0.01, at most 100 boxes: the model's ``test_cfg``), so N is what survived it.
+    COCO's 80 classes (person = 0). NMS is **inside the graph** (class-wise, IoU 0.65 and
+    score 0.01 from the model's ``test_cfg``, at most 100 boxes from the deploy config's
+    ``keep_top_k``), so N is what survived it.
 ``"ultralytics-nms"``
     input float32 (1, 3, H, W) **RGB** in [0, 1], centred letterbox, grey 114; output
     (1, N, 6) or (N, 6) ``x1, y1, x2, y2, score, class`` after NMS (``nms=True`` exports).
