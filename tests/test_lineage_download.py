@@ -60,7 +60,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server():
+def server(monkeypatch):
+    monkeypatch.delenv("LDNET_OFFLINE", raising=False)  # downloads, from this server only
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.files, httpd.requests, httpd.cuts, httpd.honour_range = {}, [], [], True
     httpd.daemon_threads = True
@@ -222,6 +223,7 @@ def free_port() -> int:
 
 
 def test_unreachable_host(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("LDNET_OFFLINE")
     port = free_port()  # closed again: nothing listens there
     url = f"http://127.0.0.1:{port}/x.pth"
     site_catalog(tmp_path, monkeypatch, backbone_entry("far", url, "0" * 8))
@@ -259,7 +261,7 @@ def test_cache_folder_choice(monkeypatch, tmp_path):
 
 FIELDS = {
     "name", "description", "kind", "layout", "model", "input_size", "dataset", "decoder",
-    "metric", "published", "url", "sha256", "note", "downloadable",
+    "metric", "published", "url", "sha256", "note", "downloadable", "approx_mb", "hash_of",
 }  # fmt: skip
 
 
@@ -267,12 +269,12 @@ def test_list_json_content(monkeypatch, capsys):
     monkeypatch.delenv(CATALOG_ENV, raising=False)
     assert main(["weights", "list", "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
-    assert len(entries) == len(BUILTIN) == 12
+    assert len(entries) == len(BUILTIN) == 15
     assert len({entry["name"] for entry in entries}) == len(entries)
     for entry in entries:
         assert set(entry) == FIELDS, entry["name"]
         assert entry["url"].startswith("https://"), entry["name"]
-        assert entry["model"] == "hrnet_w32"
+        assert entry["model"] == ("yolox" if entry["kind"] == "detector" else "hrnet_w32")
         if entry["downloadable"]:
             assert re.fullmatch(r"[0-9a-f]{8}", entry["sha256"]), entry["name"]
             # The prefix is the one in the published file name (MMPose's publish_model.py).
@@ -292,6 +294,22 @@ def test_list_json_content(monkeypatch, capsys):
     assert by_name["hrnet_w32_mpii_256x256"]["metric"] == "MPII val PCKh@0.5"
     assert by_name["pose_hrnet_w32_256x192"]["published"] == 74.4
     assert by_name["hrnet_w32_imagenet"]["url"].endswith("/hrnet_w32-36af842e.pth")
+    # The YOLOX human detectors rtmlib's Body uses, as its MODE table names them.
+    sdk = "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk/"
+    detectors = {e["name"]: e for e in entries if e["kind"] == "detector"}
+    assert {
+        name: (e["url"].removeprefix(sdk), e["input_size"]) for name, e in detectors.items()
+    } == {
+        "yolox_tiny_humanart": ("yolox_tiny_8xb8-300e_humanart-6f3252f9.zip", [416, 416]),
+        "yolox_m_humanart": ("yolox_m_8xb8-300e_humanart-c2c7a14a.zip", [640, 640]),
+        "yolox_x_humanart": ("yolox_x_8xb8-300e_humanart-a39d44ed.zip", [640, 640]),
+    }
+    assert all(e["layout"] == "mmdeploy-sdk" and e["downloadable"] for e in detectors.values())
+    # Their hex digits are the source .pth's (MMPose's Human-Art table names the .pth files
+    # yolox_*_humanart-<same digits>.pth), so they are printed, not checked, for the archive.
+    assert {e["hash_of"] for e in detectors.values()} == {"checkpoint"}
+    assert {e["hash_of"] for e in entries if e["kind"] != "detector"} == {"file"}
+    assert [detectors[n]["approx_mb"] for n in sorted(detectors)] == [100.0, 20.0, 400.0]
 
 
 def test_list_table_and_site_entries(server, blob, capsys):
@@ -299,6 +317,7 @@ def test_list_table_and_site_entries(server, blob, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [
         "NAME",
+        "KIND",
         "MODEL",
         "INPUT",
         "DATASET",
@@ -311,8 +330,9 @@ def test_list_table_and_site_entries(server, blob, capsys):
         line.split()[0]: line.split() for line in lines[1:] if line and not line.startswith("`")
     }
     assert set(rows) == {entry.name for entry in BUILTIN} | {"blob"}
-    assert rows["hrnet_w32_coco_256x192"][:6] == [
+    assert rows["hrnet_w32_coco_256x192"][:7] == [
         "hrnet_w32_coco_256x192",
+        "pose",
         "hrnet_w32",
         "256x192",
         "coco",
@@ -320,6 +340,7 @@ def test_list_table_and_site_entries(server, blob, capsys):
         "74.6",
     ]
     assert rows["pose_hrnet_w32_256x192"][-2:] == ["by", "hand"]
+    assert rows["yolox_m_humanart"][:4] == ["yolox_m_humanart", "detector", "yolox", "640x640"]
 
 
 def test_site_catalog_errors_name_the_file_and_field(tmp_path, monkeypatch, capsys):
@@ -428,3 +449,253 @@ def test_name_end_to_end_through_predict(server, official_file, tmp_path, monkey
     state = checkpoint["state_dict"]
     assert set(state) == set(ours)
     assert all(torch.equal(state[name], tensor) for name, tensor in ours.items())
+
+
+# -- detectors by name: archive -> download -> cache -> verify -> predict --------------------
+
+BLUE_BOX = (100, 80, 200, 160)  # x, y, w, h of the one "person" in blue_image
+
+
+def detector_entry(name, url, sha256, approx_mb=2.0):
+    return {
+        **backbone_entry(name, url, sha256),
+        "kind": "detector", "layout": "mmdeploy-sdk", "model": "yolox",
+        "input_size": [416, 416], "approx_mb": approx_mb,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def blue_archive(tmp_path_factory):
+    """A published-style archive of a YOLOX stand-in that finds blue_image's blue box."""
+    from detector_nets import blue_box_yolox, sdk_archive
+
+    folder = tmp_path_factory.mktemp("detector")
+    return sdk_archive(blue_box_yolox(folder / "end2end.onnx"))
+
+
+@pytest.fixture(scope="module")
+def pose_weights(tmp_path_factory):
+    from test_predict import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("pose") / "random.pt")
+
+
+def blue_image(tmp_path):
+    from detector_nets import BLUE_BGR
+
+    image = np.zeros((624, 832, 3), np.uint8)
+    x, y, w, h = BLUE_BOX
+    image[y : y + h, x : x + w] = BLUE_BGR
+    path = tmp_path / "blue.png"  # PNG: JPEG would blur the box's edges
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def serve_detector(server, tmp_path, monkeypatch, archive, prefix=None, name="test_det"):
+    server.files["/det.zip"] = archive
+    prefix = prefix or hashlib.sha256(archive).hexdigest()[:8]
+    site_catalog(tmp_path, monkeypatch, detector_entry(name, f"{server.base}/det.zip", prefix))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LDNET_CACHE", str(cache))
+    return cache
+
+
+def predict_args(image, weights, out, *extra):
+    return ["predict", str(image), "--weights", str(weights), "--output", str(out),
+            "--no-flip", "--no-overlay", "--quiet", *extra]  # fmt: skip
+
+
+def test_detector_name_end_to_end(server, blue_archive, pose_weights, tmp_path, monkeypatch,
+                                  capsys):  # fmt: skip
+    from ldnet.predict import PoseEstimator
+
+    cache = serve_detector(server, tmp_path, monkeypatch, blue_archive)
+    server.cuts = [len(blue_archive) // 2]  # the first transfer is cut halfway: resumed
+    image = blue_image(tmp_path)
+    code = main(predict_args(image, pose_weights, tmp_path / "out", "--detector", "test_det"))
+    err = capsys.readouterr().err.splitlines()
+    assert code == 0, err
+    assert err[0] == f"fetching test_det (person detector, about 2 MB) into {cache}"
+    assert "people: test_det (yolox ONNX, 416x416), score >= 0.3, NMS IoU 0.65" in err
+    half = len(blue_archive) // 2
+    assert server.requests == [("/det.zip", None), ("/det.zip", f"bytes={half}-")]
+    assert cache_files(cache) == ["test_det.onnx"]  # unpacked once, the archive removed
+    assert main(["weights", "get", "test_det"]) == 0  # now a cache read
+    assert capsys.readouterr().out.strip() == str(cache / "test_det.onnx")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(results) == 1
+    # Later uses read the cache; the box comes back in image pixels.
+    estimator = PoseEstimator.from_weights(pose_weights, detector="test_det", flip=False)
+    assert estimator.detector_line.startswith("people: test_det (yolox ONNX")
+    poses = estimator(str(image))
+    np.testing.assert_allclose(poses.boxes, [BLUE_BOX], atol=1e-3)
+    np.testing.assert_allclose(poses.box_scores, [0.9], atol=1e-6)
+    assert len(server.requests) == 2
+
+
+def test_detector_archive_with_the_wrong_hash(server, blue_archive, pose_weights, tmp_path,
+                                              monkeypatch, capsys):  # fmt: skip
+    found = hashlib.sha256(blue_archive).hexdigest()[:8]
+    expected = "0123abcd" if found != "0123abcd" else "fedc4321"
+    cache = serve_detector(server, tmp_path, monkeypatch, blue_archive, prefix=expected)
+    code = main(predict_args(blue_image(tmp_path), pose_weights, tmp_path / "out",
+                             "--detector", "test_det"))  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1] == (
+        f"ldnet predict: error: {server.base}/det.zip: wrong sha256: expected {expected}..., "
+        f"found {found}...; the download was deleted"
+    )
+    assert cache_files(cache) == [] and not (tmp_path / "out").exists()
+
+
+def test_detector_archive_without_a_network(server, pose_weights, tmp_path, monkeypatch, capsys):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("sdk/deploy.json", "{}")
+    cache = serve_detector(server, tmp_path, monkeypatch, buffer.getvalue())
+    code = main(predict_args(blue_image(tmp_path), pose_weights, tmp_path / "out",
+                             "--detector", "test_det"))  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith(f"ldnet predict: error: {server.base}/det.zip: ")
+    assert err[-1].endswith("det.zip: expected one end2end.onnx (or one .onnx file), found none")
+    assert cache_files(cache) == []
+
+
+def test_detector_offline(server, blue_archive, pose_weights, tmp_path, monkeypatch, capsys):
+    cache = serve_detector(server, tmp_path, monkeypatch, blue_archive)
+    monkeypatch.setenv("LDNET_OFFLINE", "1")
+    image = blue_image(tmp_path)
+    code = main(predict_args(image, pose_weights, tmp_path / "a", "--detector", "test_det"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(
+        f"ldnet predict: error: test_det: not in the cache ({cache}) and LDNET_OFFLINE is set; "
+        "fetch it where 127.0.0.1:"
+    )
+    assert err[0].endswith("ldnet weights get test_det (about 2 MB), then copy test_det.onnx "
+                           "into the cache")  # fmt: skip
+    assert server.requests == []
+    # Without --detector: the offline fallback, HOG, said in one line; predict goes on.
+    code = main(predict_args(image, pose_weights, tmp_path / "b"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 0 and len(err) == 1
+    assert err[0].startswith("people: OpenCV HOG people detector") and "offline fallback" in err[0]
+    assert server.requests == []
+
+
+def test_predict_without_weights_end_to_end(server, official_file, blue_archive, tmp_path,
+                                            monkeypatch, capsys):  # fmt: skip
+    """`ldnet predict SOURCE`: the default pose weights and the default detector, both named
+    with their sizes in one line, fetched, verified, cached, then used (here the catalogue's
+    two default names point at this server)."""
+    path, _ = official_file
+    data = path.read_bytes()
+    server.files["/hrnet.pth"] = data
+    server.files["/det.zip"] = blue_archive
+    pose = {
+        **backbone_entry("hrnet_w32_coco_256x192", f"{server.base}/hrnet.pth",
+                         hashlib.sha256(data).hexdigest()[:8]),
+        "kind": "pose", "layout": "mmpose-1.x", "input_size": [256, 192],
+        "dataset": "coco", "decoder": "msra", "approx_mb": 115.0,
+    }  # fmt: skip
+    # As the built-in entry: the name's digits are not the archive's hash (hash_of checkpoint).
+    detector = {
+        **detector_entry("yolox_m_humanart", f"{server.base}/det.zip", "c2c7a14a"),
+        "hash_of": "checkpoint",
+    }
+    site_catalog(tmp_path, monkeypatch, pose, detector)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LDNET_CACHE", str(cache))
+    torch.set_num_threads(1)
+    args = ["predict", str(blue_image(tmp_path)), "--output", str(tmp_path / "out"),
+            "--no-flip", "--no-overlay", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    err = err.strip().splitlines()
+    assert err[0] == (
+        "fetching hrnet_w32_coco_256x192 (the default pose weights for real photos, about "
+        f"115 MB) and yolox_m_humanart (person detector, about 2 MB) into {cache}"
+    )
+    assert err[1] == (
+        f"yolox_m_humanart: archive sha256 {hashlib.sha256(blue_archive).hexdigest()} (no hash "
+        "is published for it; c2c7a14a in its name is its source checkpoint's); checked: a zip "
+        "with one ONNX network that ONNX's checker accepts"
+    )
+    assert err[2] == "people: yolox_m_humanart (yolox ONNX, 416x416), score >= 0.3, NMS IoU 0.65"
+    assert "1 frame(s), 1 people" in out
+    assert cache_files(cache) == ["hrnet_w32_coco_256x192.pt", "yolox_m_humanart.onnx"]
+    # The second time, all cached: no fetch line, no request; the weights line says which.
+    assert main(args) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "weights: hrnet_w32_coco_256x192 (the default pose weights for real photos)"
+    assert len(server.requests) == 2
+
+
+def test_predict_without_weights_offline_says_what_to_fetch(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(CATALOG_ENV, raising=False)
+    monkeypatch.setenv("LDNET_CACHE", str(tmp_path / "empty"))
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.zeros((64, 64, 3), np.uint8))
+    code = main(["predict", str(image), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [
+        "ldnet predict: error: hrnet_w32_coco_256x192: not in the cache "
+        f"({tmp_path / 'empty'}) and LDNET_OFFLINE is set; fetch it where "
+        "download.openmmlab.com is reachable: ldnet weights get hrnet_w32_coco_256x192 "
+        "(about 115 MB), then copy hrnet_w32_coco_256x192.pt into the cache"
+    ]
+    # No LDNET_OFFLINE, but no route to the address: the same advice after the reason.
+    monkeypatch.delenv("LDNET_OFFLINE")
+    url = f"http://127.0.0.1:{free_port()}/hrnet.pth"
+    pose = {
+        **backbone_entry("hrnet_w32_coco_256x192", url, "0" * 8),
+        "kind": "pose",
+        "input_size": [256, 192],
+        "dataset": "coco",
+        "decoder": "msra",
+        "approx_mb": 115.0,
+    }
+    site_catalog(tmp_path, monkeypatch, pose)  # fmt: skip
+    code = main(["predict", str(image), "--output", str(tmp_path / "out"), "--box", "1,1,9,9"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[0].startswith("fetching hrnet_w32_coco_256x192 (the default pose weights")
+    assert err[1].startswith(f"ldnet predict: error: {url}: cannot reach 127.0.0.1:")
+    assert err[1].endswith("; fetch hrnet_w32_coco_256x192 (about 115 MB) with `ldnet weights "
+                           "get hrnet_w32_coco_256x192` where the address is reachable, or give "
+                           "--weights FILE")  # fmt: skip
+    assert len(err) == 2 and not (tmp_path / "out").exists()
+
+
+def test_unpinned_archive_with_the_wrong_network_is_not_kept(server, pose_weights, tmp_path,
+                                                             monkeypatch, capsys):  # fmt: skip
+    """No hash vouches for an archive whose name carries its checkpoint's digits: what it
+    holds is checked instead, and a network of another form is refused and not cached."""
+    import onnx
+    from detector_nets import constant_yolox, sdk_archive
+
+    path = constant_yolox(tmp_path / "end2end.onnx", [[0, 0, 9, 9, 0.9]], [0])
+    model = onnx.load(str(path))
+    del model.graph.output[1]  # no labels
+    onnx.save(model, str(path))
+    server.files["/det.zip"] = sdk_archive(path)
+    entry = {**detector_entry("test_det", f"{server.base}/det.zip", "c2c7a14a"),
+             "hash_of": "checkpoint"}  # fmt: skip
+    site_catalog(tmp_path, monkeypatch, entry)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LDNET_CACHE", str(cache))
+    code = main(predict_args(blue_image(tmp_path), pose_weights, tmp_path / "out",
+                             "--detector", "test_det"))  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1] == (
+        f"ldnet predict: error: {cache / 'test_det.onnx'}: output 0 of shape [1, 1, 5] looks "
+        "like MMDeploy's dets (1, N, 5) but output 1 (labels, expected (1, 1)) is none"
+    )
+    assert cache_files(cache) == []

@@ -493,3 +493,79 @@ def test_builtin_detector_or_a_clear_fallback(checkpoint, tmp_path, capsys):
             HogPersonDetector()
         assert "each frame is taken as one person" in only_line(err)
         assert "1 frame(s), 1 people" in stdout
+
+
+# -- detectors on the command line ----------------------------------------------------------
+
+
+def test_offline_predict_on_coco_mini_uses_hog_and_says_so(checkpoint, tmp_path, capsys):
+    """No network and nothing cached (the tests' session): a real COCO-MINI photo is still
+    predicted, with HOG, and one line says so and what to fetch instead."""
+    from ldnet.predict import HogPersonDetector
+
+    image = VAL2017 / "000000000139.jpg"  # a living room: people sitting and standing
+    code, stdout, err = run_cli(
+        capsys, "predict", image, "--weights", checkpoint, "--output", tmp_path / "out",
+        "--no-flip", "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    line = only_line(err)
+    assert line.startswith("people: OpenCV HOG people detector (2005; upright people only)")
+    assert "the offline fallback: yolox_m_humanart is not in" in line
+    assert "`ldnet weights get yolox_m_humanart` (about 100 MB)" in line
+    boxes, scores = HogPersonDetector()(cv2.imread(str(image)))
+    found = int((scores >= 0.3).sum())
+    assert "1 frame(s), " in stdout and (tmp_path / "out" / image.name).is_file()
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(results) <= found  # OKS-NMS may merge duplicates, never add people
+
+
+def test_bad_detector_files_on_the_command_line(checkpoint, tmp_path, capsys):
+    from detector_nets import constant_yolox
+
+    image_path = tmp_path / "a.png"
+    cv2.imwrite(str(image_path), np.zeros((64, 64, 3), np.uint8))
+    base = ["predict", image_path, "--weights", checkpoint, "--output", tmp_path / "out"]
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00\x01 not an ONNX file")
+    code, _, err = run_cli(capsys, *base, "--detector", junk)
+    assert code == 2
+    assert only_line(err).startswith(f"ldnet predict: error: {junk}: not a loadable ONNX model (")
+    # The YOLOX layout with its labels output missing: named, with the shapes found.
+    import onnx
+
+    path = constant_yolox(tmp_path / "nolabels.onnx", [[0, 0, 9, 9, 0.9]], [0])
+    model = onnx.load(str(path))
+    del model.graph.output[1]
+    onnx.save(model, str(path))
+    code, _, err = run_cli(capsys, *base, "--detector", path)
+    assert code == 2
+    assert only_line(err) == (
+        f"ldnet predict: error: {path}: output 0 of shape [1, 1, 5] looks like MMDeploy's "
+        "dets (1, N, 5) but output 1 (labels, expected (1, 1)) is none"
+    )
+    code, _, err = run_cli(capsys, *base, "--detector", tmp_path / "missing.onnx")
+    assert code == 2 and "missing.onnx: no such ONNX detector file" in only_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_serve_finds_people_with_the_same_detector(tmp_path, capsys):
+    """`ldnet serve --detector FILE` chooses as `ldnet predict` does, with its one line."""
+    import argparse
+
+    from detector_nets import BLUE_BGR, blue_box_yolox
+
+    from ldnet.cli.serve import person_finder
+
+    path = blue_box_yolox(tmp_path / "end2end.onnx")
+    args = argparse.Namespace(
+        whole_image=False, detector=str(path), box_threshold=0.3, box_nms=None, threads=1
+    )
+    find = person_finder(args)
+    assert only_line(capsys.readouterr().err) == (
+        "people: end2end.onnx (yolox ONNX, 416x416), score >= 0.3, NMS IoU 0.65"
+    )
+    image = np.zeros((624, 832, 3), np.uint8)
+    image[80:240, 100:300] = BLUE_BGR
+    boxes, scores = find(image)
+    np.testing.assert_allclose(boxes, [[100, 80, 200, 160]], atol=1e-3)

@@ -112,6 +112,8 @@ def bench_serve(
             arguments = ["--weights", weights, "--max-batch", str(max_batch)]
             # Every client's request fits the queue: the figures are of service, not refusal.
             arguments += ["--max-queue", str(max(clients) * 2), "--log-level", "warning"]
+            # Every request carries its boxes: no detector runs, so none is fetched.
+            arguments += ["--whole-image"]
             server = ServerProcess(arguments + list(server_arguments or []), threads=threads)
             servers[max_batch] = stack.enter_context(server)
         for server in servers.values():  # warm-up: threads, allocator, batch shapes

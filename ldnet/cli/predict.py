@@ -11,6 +11,7 @@ from ldnet.datasets import DATASETS
 from ldnet.inference.backends import BACKENDS
 
 from .common import CLIError, input_size, positive_int
+from .people_options import add_detector_options, announce_fetches, person_finder
 
 
 def _box(text: str) -> list[float]:
@@ -32,8 +33,10 @@ def register(subparsers) -> None:
         help="poses on an image, a folder, a video or a camera: overlays + COCO results json",
         description=(
             "Top-down pose estimation. Person boxes, in this order of preference: --box or "
-            "--detections; --detector-onnx; OpenCV's HOG people detector; --whole-image "
-            "treats each frame as one person. Writes overlay images (folder/image) or an "
+            "--detections; --detector; a cached or fetched catalogue detector "
+            "(yolox_m_humanart); OpenCV's HOG people detector when none can be had; "
+            "--whole-image treats each frame as one person. Without --weights: "
+            "hrnet_w32_coco_256x192, fetched once. Writes overlay images (folder/image) or an "
             "overlay video (video/camera) and results.json in the COCO results format "
             "(an image named by its COCO id gets that image_id; video frames: frame index)."
         ),
@@ -41,10 +44,9 @@ def register(subparsers) -> None:
     parser.add_argument("source", help="image file, folder of images, video file or camera index")
     parser.add_argument(
         "--weights",
-        required=True,
-        type=Path,
-        help="checkpoint (.pt), `ldnet export` .onnx, or an official HRNet / MMPose .pth "
-        "(with --model and --input)",
+        help="checkpoint (.pt), `ldnet export` .onnx, a known weights name (ldnet weights "
+        "list), or an official HRNet / MMPose .pth (with --model and --input); default: "
+        "hrnet_w32_coco_256x192, fetched on first use",
     )
     parser.add_argument("--output", required=True, type=Path, metavar="DIR")
     foreign = parser.add_argument_group(
@@ -68,13 +70,8 @@ def register(subparsers) -> None:
         "--box", action="append", type=_box, metavar="X,Y,W,H", help="a person box (repeatable)"
     )
     boxes.add_argument("--detections", type=Path, help="COCO detection-results json")
-    boxes.add_argument(
-        "--detector-onnx", type=Path, metavar="FILE", help="ONNX person detector (see docs)"
-    )
+    add_detector_options(boxes)
     boxes.add_argument("--whole-image", action="store_true", help="each frame is one person")
-    boxes.add_argument(
-        "--box-threshold", type=float, default=0.3, help="minimum detection score (0.3)"
-    )
     parser.add_argument(
         "--threshold", type=float, default=0.3, help="joints below this confidence are not drawn"
     )
@@ -94,11 +91,9 @@ def register(subparsers) -> None:
 
 def box_provider(args):
     """The person-box source the options ask for (see the order in the description)."""
-    import cv2
     import numpy as np
 
     from ldnet.predict.boxes import DetectionFile, check_boxes
-    from ldnet.predict.detectors import HogPersonDetector, OnnxPersonDetector, hog_available
 
     chosen = [args.box is not None, args.detections is not None, args.whole_image]
     if sum(chosen) > 1:
@@ -120,25 +115,10 @@ def box_provider(args):
                 file=sys.stderr,
             )
         return lambda frame: detections(frame.image_id)
-    if args.detector_onnx:
-        detector = OnnxPersonDetector(args.detector_onnx, args.box_threshold, threads=args.threads)
-    elif hog_available():
-        detector = HogPersonDetector()
-    else:
-        print(
-            f"note: OpenCV {cv2.__version__} has no HOG people detector (OpenCV 5 dropped it): "
-            "each frame is taken as one person; give --detector-onnx or --detections for "
-            "several people",
-            file=sys.stderr,
-        )
+    detect = person_finder(args, threads=args.threads)
+    if detect is None:
         return lambda frame: None
-
-    def detect(frame):
-        boxes, scores = detector(frame.image)
-        keep = scores >= args.box_threshold
-        return boxes[keep], scores[keep]
-
-    return detect
+    return lambda frame: detect(frame.image)
 
 
 def build_estimator(args):
@@ -176,17 +156,40 @@ def build_estimator(args):
     return PoseEstimator(runner, record, flip=flip)
 
 
+def fetch_weights(text: str, progress: bool) -> Path:
+    """``--weights`` as a path: a catalogue name is fetched once; one that cannot be says
+    how to get it."""
+    from ldnet.lineage.catalog import find
+    from ldnet.lineage.download import DownloadError, offline, resolve_weights, size_text
+
+    try:
+        return resolve_weights(text, progress=progress)
+    except DownloadError as error:
+        entry = find(str(text))
+        if entry is None or offline() or not entry.downloadable:
+            raise
+        raise CLIError(
+            f"{error}; fetch {entry.name} ({size_text(entry)}) with `ldnet weights get "
+            f"{entry.name}` where the address is reachable, or give --weights FILE"
+        ) from None
+
+
 def run(args) -> int:
     import torch
 
-    from ldnet.lineage.download import resolve_weights
+    from ldnet.lineage.catalog import DEFAULT_POSE
     from ldnet.predict import PredictOptions, open_source, predict_source
     from ldnet.predict.smoothing import PoseSmoother
 
-    args.weights = resolve_weights(args.weights)  # a path, or a catalogue name fetched once
+    source = open_source(args.source)  # a wrong source stops before anything is fetched
+    default = args.weights is None
+    if default:
+        args.weights = DEFAULT_POSE
+    uses_detector = not (args.box or args.detections or args.whole_image)
+    announce_fetches(args.weights, args.detector, uses_detector=uses_detector, default=default)
+    args.weights = fetch_weights(args.weights, progress=not args.quiet)
     if args.threads:
         torch.set_num_threads(args.threads)
-    source = open_source(args.source)
     estimator = build_estimator(args)
     provider = box_provider(args)
     estimator.warm_up()

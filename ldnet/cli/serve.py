@@ -9,6 +9,8 @@ from ldnet.datasets import DATASETS
 from ldnet.inference.backends import BACKENDS
 
 from .common import CLIError, positive_int
+from .people_options import add_detector_options, announce_fetches
+from .people_options import person_finder as detector_finder
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -60,13 +62,8 @@ def register(subparsers) -> None:
         help="every request must carry this key (Authorization: Bearer KEY or X-API-Key)",
     )
     people = parser.add_argument_group("people, when a request gives no boxes")
-    people.add_argument(
-        "--detector-onnx", type=Path, metavar="FILE", help="ONNX person detector (see docs)"
-    )
+    add_detector_options(people)
     people.add_argument("--whole-image", action="store_true", help="the whole image is one person")
-    people.add_argument(
-        "--box-threshold", type=float, default=0.3, help="minimum detection score (0.3)"
-    )
     parser.add_argument("--threads", type=positive_int, help="intra-op threads of the network")
     parser.add_argument(
         "--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info"
@@ -75,29 +72,11 @@ def register(subparsers) -> None:
 
 
 def person_finder(args):
-    """What finds people in a request without boxes: the same order as `ldnet predict`."""
-    from ldnet.predict.detectors import HogPersonDetector, OnnxPersonDetector, hog_available
-
+    """What finds people in a request without boxes: the same choice as `ldnet predict`."""
     if args.whole_image:
         return lambda image: None
-    if args.detector_onnx:
-        detector = OnnxPersonDetector(args.detector_onnx, args.box_threshold, threads=args.threads)
-    elif hog_available():
-        detector = HogPersonDetector()
-    else:
-        print(
-            "note: this OpenCV has no HOG people detector: a request without boxes is taken "
-            "as one person; give --detector-onnx for several people",
-            file=sys.stderr,
-        )
-        return lambda image: None
-
-    def detect(image):
-        boxes, scores = detector(image)
-        keep = scores >= args.box_threshold
-        return boxes[keep], scores[keep]
-
-    return detect
+    detect = detector_finder(args, threads=args.threads)
+    return detect if detect is not None else (lambda image: None)
 
 
 def run(args) -> int:
@@ -122,6 +101,7 @@ def run(args) -> int:
         )
     if args.threads:
         torch.set_num_threads(args.threads)
+    announce_fetches(args.weights, args.detector, uses_detector=not args.whole_image)
     weights = resolve_weights(args.weights)  # a path, or a known name fetched once
     estimator = PoseEstimator.from_weights(
         weights, backend=args.backend, dataset=args.dataset, threads=args.threads

@@ -49,7 +49,9 @@ def register(subparsers) -> None:
     listed.add_argument("--json", action="store_true", help="machine-readable")
     listed.set_defaults(run=run_list)
 
-    got = verbs.add_parser("get", help="download a known checkpoint, verify, import")
+    got = verbs.add_parser(
+        "get", help="download a known checkpoint or detector, verify, import or unpack"
+    )
     got.add_argument("name", metavar="NAME")
     got.add_argument(
         "--cache",
@@ -109,12 +111,13 @@ def run_list(args) -> int:
     if args.json:
         print(json.dumps([entry.to_json() for entry in entries], indent=2))
         return 0
-    rows = [("NAME", "MODEL", "INPUT", "DATASET", "DECODER", "PUBLISHED", "FILE", "GET")]
+    rows = [("NAME", "KIND", "MODEL", "INPUT", "DATASET", "DECODER", "PUBLISHED", "FILE", "GET")]
     for entry in entries:
         size = "x".join(map(str, entry.input_size)) if entry.input_size else "-"
         rows.append(
             (
                 entry.name,
+                entry.kind,
                 entry.model,
                 size,
                 entry.dataset or "-",
@@ -130,7 +133,8 @@ def run_list(args) -> int:
         print("  ".join(cells).rstrip())
     print(
         "\n`ldnet weights get NAME` downloads, verifies and imports one (GET = yes); any "
-        "--weights also takes a NAME. 'by hand': a shared folder, see `--json` notes."
+        "--weights also takes a NAME, and --detector a detector's. 'by hand': a shared "
+        "folder, see `--json` notes."
     )
     return 0
 

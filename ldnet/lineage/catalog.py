@@ -1,9 +1,22 @@
 """The public checkpoints of networks ldnet can build, by name: what each is, what it was
 trained for, its published accuracy and where it can be fetched.
 
-Only HRNet-W32 files are listed: ``hrnet_w32`` is the one preset that is the same network
-as a published checkpoint (HRNet's ``PoseHighResolutionNet`` W32). W48 and the UDP / RLE /
-ViTPose siblings in the same MMPose tables need networks or codecs ldnet does not build.
+Only HRNet-W32 pose files are listed: ``hrnet_w32`` is the one preset that is the same
+network as a published checkpoint (HRNet's ``PoseHighResolutionNet`` W32). W48 and the UDP /
+RLE / ViTPose siblings in the same MMPose tables need networks or codecs ldnet does not build.
+
+Person detectors (``kind = "detector"``) are OpenMMLab's YOLOX human detectors as MMDeploy
+exported them for its SDK: the ``onnx_sdk`` zip archives that rtmlib's ``Body`` downloads
+(``rtmlib/tools/solution/body.py``: tiny at 416x416, m and x at 640x640), trained on
+COCO + Human-Art (MMPose ``projects/rtmpose/yolox/humanart/*.py``). Each archive holds
+``end2end.onnx``; ``ldnet.predict.onnx_detector`` documents its input and outputs. The
+eight hex digits in an archive's name are **not** the archive's sha256: they are those of
+the PyTorch checkpoint it was converted from (MMPose's Human-Art table publishes
+``yolox_tiny_8xb8-300e_humanart-6f3252f9.pth`` beside the zip of the same stem, and one
+prefix cannot be the start of two files' hashes). OpenMMLab publishes no hash for the
+archives (rtmlib downloads them unchecked), so these entries say ``hash_of="checkpoint"``:
+the download is checked by what it must hold instead, and its full sha256 is printed so a
+site can pin it (a site entry with the full hash and ``hash_of="file"``).
 
 Sources (read 2026-11-26): MMPose's model-index files
 ``configs/body_2d_keypoint/topdown_heatmap/{coco/hrnet_coco.yml, coco/hrnet_dark_coco.yml,
@@ -29,8 +42,16 @@ from urllib.parse import urlsplit
 from ldnet.errors import LDNetError
 
 CATALOG_ENV = "LDNET_WEIGHTS_CATALOG"
-KINDS = ("pose", "backbone")
-LAYOUTS = ("mmpose-1.x", "mmpose-0.x", "hrnet", "imagenet")
+KINDS = ("pose", "backbone", "detector")
+# "mmdeploy-sdk": a zip of an MMDeploy SDK model folder (end2end.onnx and its json files);
+# "onnx": a bare ONNX detector file (a site mirror may list one).
+LAYOUTS = ("mmpose-1.x", "mmpose-0.x", "hrnet", "imagenet", "mmdeploy-sdk", "onnx")
+DETECTOR_MODELS = ("yolox",)  # detector families whose inputs and outputs ldnet reads
+DETECTOR_LAYOUTS = ("mmdeploy-sdk", "onnx")
+HASH_OF = ("file", "checkpoint")
+# What `ldnet predict SOURCE` runs when it is given no --weights and no --detector.
+DEFAULT_POSE = "hrnet_w32_coco_256x192"
+DEFAULT_DETECTOR = "yolox_m_humanart"  # rtmlib's "balanced" choice
 DECODERS = ("msra", "dark")
 _HEX_PREFIX = re.compile(r"[0-9a-f]{8,64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a file name in the cache, never a path
@@ -47,9 +68,10 @@ class WeightsEntry:
 
     name: str
     description: str
-    kind: str  # "pose": a keypoint network; "backbone": ImageNet weights for model.init_weights
+    kind: str  # "pose": a keypoint network; "backbone": ImageNet weights for model.init_weights;
+    # "detector": a person detector (ONNX) for images without boxes
     layout: str  # how the file stores its weights, see LAYOUTS
-    model: str  # the ldnet preset that is the same network
+    model: str  # the ldnet preset that is the same network; a detector: its family (yolox)
     input_size: tuple[int, int] | None  # (height, width); None for a backbone
     dataset: str | None  # joint set: coco | mpii | crowdpose; None for a backbone
     decoder: str | None  # msra | dark: the codec the published figure was measured with
@@ -58,6 +80,12 @@ class WeightsEntry:
     url: str
     sha256: str | None
     note: str = ""
+    # The download's size, roughly, for the line printed before fetching it: float32
+    # parameters x 4 bytes (the published parameter counts); None where not estimated.
+    approx_mb: float | None = None
+    # "file": ``sha256`` starts the download's own hash, checked after download;
+    # "checkpoint": it is the source checkpoint's (printed, not checked; see above).
+    hash_of: str = "file"
 
     @property
     def downloadable(self) -> bool:
@@ -80,6 +108,18 @@ _HRNET_NOTE = (
     "published hash: download it by hand, then `ldnet weights import FILE --model hrnet_w32 "
     "--input {size} --output OUT.pt`"
 )
+# 28,536,113 float32 parameters (hrnet_w32 with 17 joints); a local MMPose 1.x file of them
+# measured 114.8 MB.
+_HRNET_W32_MB = 115.0
+_RTMPOSE_SDK = "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk"
+_HUMANART_AP = "Human-Art val person AP"
+_HUMANART_NOTE = (
+    "YOLOX (Ge et al., 2021) trained by MMPose on COCO + Human-Art, exported by MMDeploy "
+    "(NMS inside the graph); AP as rtmlib's README lists it. Human-Art is released for "
+    "non-commercial use: check its terms before a commercial one. Size estimated from the "
+    "parameter count ({params}M, YOLOX's table). The hex digits in the file name are the "
+    "source .pth's sha256 prefix, not the archive's: no hash is published for the archive"
+)
 # COCO figures are on val2017 with the person detector's boxes (human AP 56.4), as published.
 _COCO_AP = "COCO val2017 AP"
 
@@ -89,49 +129,49 @@ BUILTIN: tuple[WeightsEntry, ...] = (
         "MMPose 1.x HRNet-W32, COCO, 210 epochs",
         "pose", "mmpose-1.x", "hrnet_w32", (256, 192), "coco", "msra", _COCO_AP, 74.6,
         f"{_MMPOSE_V1}/coco/td-hm_hrnet-w32_8xb64-210e_coco-256x192-81c58e40_20220909.pth",
-        "81c58e40",
+        "81c58e40", approx_mb=_HRNET_W32_MB,
     ),
     WeightsEntry(
         "hrnet_w32_coco_384x288",
         "MMPose 1.x HRNet-W32, COCO, 210 epochs",
         "pose", "mmpose-1.x", "hrnet_w32", (384, 288), "coco", "msra", _COCO_AP, 76.0,
         f"{_MMPOSE_V1}/coco/td-hm_hrnet-w32_8xb64-210e_coco-384x288-ca5956af_20220909.pth",
-        "ca5956af",
+        "ca5956af", approx_mb=_HRNET_W32_MB,
     ),
     WeightsEntry(
         "hrnet_w32_dark_coco_256x192",
         "MMPose 1.x HRNet-W32 trained and tested with DARK (unbiased) heatmaps, COCO",
         "pose", "mmpose-1.x", "hrnet_w32", (256, 192), "coco", "dark", _COCO_AP, 75.7,
         f"{_MMPOSE_V1}/coco/td-hm_hrnet-w32_dark-8xb64-210e_coco-256x192-0e00bf12_20220914.pth",
-        "0e00bf12",
+        "0e00bf12", approx_mb=_HRNET_W32_MB,
     ),
     WeightsEntry(
         "hrnet_w32_dark_coco_384x288",
         "MMPose 1.x HRNet-W32 trained and tested with DARK (unbiased) heatmaps, COCO",
         "pose", "mmpose-1.x", "hrnet_w32", (384, 288), "coco", "dark", _COCO_AP, 76.6,
         f"{_MMPOSE_V1}/coco/td-hm_hrnet-w32_dark-8xb64-210e_coco-384x288-9bab4c9b_20220917.pth",
-        "9bab4c9b",
+        "9bab4c9b", approx_mb=_HRNET_W32_MB,
     ),
     WeightsEntry(
         "hrnet_w32_coco_aic_256x192",
         "MMPose 1.x HRNet-W32 trained on COCO + AI Challenger (merged into COCO's 17 joints)",
         "pose", "mmpose-1.x", "hrnet_w32", (256, 192), "coco", "msra", _COCO_AP, 75.7,
         f"{_MMPOSE_V1}/coco/td-hm_hrnet-w32_8xb64-210e_coco-aic-256x192-merge-b05435b9_20221025.pth",
-        "b05435b9",
+        "b05435b9", approx_mb=_HRNET_W32_MB,
     ),
     WeightsEntry(
         "hrnet_w32_mpii_256x256",
         "MMPose 0.x HRNet-W32, MPII, 210 epochs",
         "pose", "mmpose-0.x", "hrnet_w32", (256, 256), "mpii", "msra", "MPII val PCKh@0.5", 90.0,
         f"{_MMPOSE_V0}/hrnet_w32_mpii_256x256-6c4f923f_20200812.pth",
-        "6c4f923f",
+        "6c4f923f", approx_mb=_HRNET_W32_MB,
     ),
     WeightsEntry(
         "hrnet_w32_dark_mpii_256x256",
         "MMPose 0.x HRNet-W32 trained and tested with DARK (unbiased) heatmaps, MPII",
         "pose", "mmpose-0.x", "hrnet_w32", (256, 256), "mpii", "dark", "MPII val PCKh@0.5", 90.4,
         f"{_MMPOSE_V0}/hrnet_w32_mpii_256x256_dark-f1601c5b_20200927.pth",
-        "f1601c5b",
+        "f1601c5b", approx_mb=_HRNET_W32_MB,
     ),
     WeightsEntry(
         "hrnet_w32_crowdpose_256x192",
@@ -139,7 +179,7 @@ BUILTIN: tuple[WeightsEntry, ...] = (
         "pose", "mmpose-0.x", "hrnet_w32", (256, 192), "crowdpose", "msra",
         "CrowdPose test AP", 67.5,
         f"{_MMPOSE_V0}/hrnet_w32_crowdpose_256x192-960be101_20201227.pth",
-        "960be101",
+        "960be101", approx_mb=_HRNET_W32_MB,
     ),
     WeightsEntry(
         "hrnet_w32_imagenet",
@@ -168,6 +208,30 @@ BUILTIN: tuple[WeightsEntry, ...] = (
         "HRNet reference (Sun et al., CVPR 2019) HRNet-W32, MPII",
         "pose", "hrnet", "hrnet_w32", (256, 256), "mpii", "msra", "MPII val PCKh@0.5", 90.3,
         _HRNET_DRIVE, None, _HRNET_NOTE.format(size="256x256"),
+    ),
+    WeightsEntry(
+        "yolox_tiny_humanart",
+        "YOLOX-tiny person detector, COCO + Human-Art (rtmlib's lightweight choice)",
+        "detector", "mmdeploy-sdk", "yolox", (416, 416), None, None, _HUMANART_AP, 47.7,
+        f"{_RTMPOSE_SDK}/yolox_tiny_8xb8-300e_humanart-6f3252f9.zip",
+        "6f3252f9", _HUMANART_NOTE.format(params=5.06), approx_mb=20.0,
+        hash_of="checkpoint",
+    ),
+    WeightsEntry(
+        "yolox_m_humanart",
+        "YOLOX-m person detector, COCO + Human-Art (rtmlib's balanced choice; ldnet's default)",
+        "detector", "mmdeploy-sdk", "yolox", (640, 640), None, None, _HUMANART_AP, 59.1,
+        f"{_RTMPOSE_SDK}/yolox_m_8xb8-300e_humanart-c2c7a14a.zip",
+        "c2c7a14a", _HUMANART_NOTE.format(params=25.3), approx_mb=100.0,
+        hash_of="checkpoint",
+    ),
+    WeightsEntry(
+        "yolox_x_humanart",
+        "YOLOX-x person detector, COCO + Human-Art (rtmlib's performance choice)",
+        "detector", "mmdeploy-sdk", "yolox", (640, 640), None, None, _HUMANART_AP, 61.3,
+        f"{_RTMPOSE_SDK}/yolox_x_8xb8-300e_humanart-a39d44ed.zip",
+        "a39d44ed", _HUMANART_NOTE.format(params=99.1), approx_mb=400.0,
+        hash_of="checkpoint",
     ),
 )  # fmt: skip
 
@@ -214,8 +278,10 @@ def _entry_from_json(item, where: str) -> WeightsEntry:
     unknown = sorted(set(item) - known - {"downloadable"})
     if unknown:
         raise CatalogError(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(known)})")
-    # A site entry is a pose network unless it says otherwise.
-    values = {"kind": "pose", "layout": "mmpose-1.x", "note": "", **item}
+    # A site entry is a pose network unless it says otherwise; a detector an SDK archive.
+    kind = item.get("kind", "pose")
+    layout = "mmdeploy-sdk" if kind == "detector" else "mmpose-1.x"
+    values = {"kind": kind, "layout": layout, "note": "", "hash_of": "file", **item}
     values.pop("downloadable", None)
     for required in ("name", "description", "model", "metric", "published", "url", "sha256"):
         if required not in values:
@@ -244,7 +310,16 @@ def entry_problem(entry: WeightsEntry) -> str | None:
         return f"kind must be one of {', '.join(KINDS)}, got {entry.kind!r}"
     if entry.layout not in LAYOUTS:
         return f"layout must be one of {', '.join(LAYOUTS)}, got {entry.layout!r}"
-    if entry.model not in PRESETS:
+    if entry.kind == "detector":
+        if entry.model not in DETECTOR_MODELS:
+            return f"a detector's model must be one of {', '.join(DETECTOR_MODELS)}"
+        if entry.layout not in DETECTOR_LAYOUTS:
+            return f"a detector's layout must be one of {', '.join(DETECTOR_LAYOUTS)}"
+        if entry.input_size is None:
+            return "a detector entry needs input_size [height, width] (its network input)"
+    elif entry.layout in DETECTOR_LAYOUTS:
+        return f"layout {entry.layout!r} is for detectors (kind detector)"
+    elif entry.model not in PRESETS:
         return f"model {entry.model!r} is not an ldnet preset"
     if entry.kind == "pose":
         from ldnet.datasets import DATASETS
@@ -259,4 +334,12 @@ def entry_problem(entry: WeightsEntry) -> str | None:
         return f"sha256 must be 8 to 64 lowercase hex digits, got {entry.sha256!r}"
     if not isinstance(entry.published, (int, float)):
         return f"published must be a number, got {entry.published!r}"
+    if entry.hash_of not in HASH_OF:
+        return f"hash_of must be one of {', '.join(HASH_OF)}, got {entry.hash_of!r}"
+    if entry.hash_of == "checkpoint" and entry.kind != "detector":
+        return "hash_of 'checkpoint' is for detector archives only"
+    if entry.approx_mb is not None and not (
+        isinstance(entry.approx_mb, (int, float)) and entry.approx_mb > 0
+    ):
+        return f"approx_mb must be a positive number, got {entry.approx_mb!r}"
     return None

@@ -4,8 +4,12 @@ The cache is ``$LDNET_CACHE``, else ``$XDG_CACHE_HOME/ldnet``, else ``~/.cache/l
 A download goes to ``NAME.part`` and resumes from its size with an HTTP Range request; only
 a file whose sha256 starts with the catalogue's prefix is renamed to ``NAME.pth`` (a file that
 fails is deleted, so nothing unverified is ever read); a pose checkpoint is then imported
-into ``NAME.pt`` and the original removed. Each state is a file name, so an interrupted run
-picks up where it stopped.
+into ``NAME.pt`` and the original removed; a detector archive (``NAME.zip``) has its ONNX
+network unpacked into ``NAME.onnx`` and checked, and the archive removed. Each state is a
+file name, so an interrupted run picks up where it stopped.
+
+``LDNET_OFFLINE=1`` forbids downloads: a name that is not cached is then an error at once
+(a machine whose firewall drops packets would otherwise wait for the timeout).
 
 The standard library's urllib does the transfer: one GET with a Range header is all this
 needs, and it follows redirects and speaks HTTPS without a further dependency.
@@ -31,6 +35,7 @@ from ldnet.files import atomic_path
 from .catalog import WeightsEntry, find, lookup
 
 CACHE_ENV = "LDNET_CACHE"
+OFFLINE_ENV = "LDNET_OFFLINE"
 TIMEOUT_S = 30.0  # per socket operation (connect, each read), not for the whole file
 ATTEMPTS = 3  # a transfer cut midway is resumed this many times before giving up
 CHUNK_BYTES = 1 << 16
@@ -55,6 +60,26 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(base) / "ldnet"
 
 
+def offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def cached_path(entry: WeightsEntry, cache: str | os.PathLike | None = None) -> Path:
+    """Where the ready file of ``entry`` lives: ``NAME.pt`` (an imported pose checkpoint),
+    ``NAME.onnx`` (a detector) or ``NAME.pth`` (a backbone)."""
+    suffix = {"pose": ".pt", "detector": ".onnx"}.get(entry.kind, ".pth")
+    return cache_dir(cache) / f"{entry.name}{suffix}"
+
+
+def is_cached(entry: WeightsEntry, cache: str | os.PathLike | None = None) -> bool:
+    return cached_path(entry, cache).is_file()
+
+
+def size_text(entry: WeightsEntry) -> str:
+    """ "about 115 MB", or "size not listed"."""
+    return f"about {entry.approx_mb:g} MB" if entry.approx_mb else "size not listed"
+
+
 def resolve_weights(
     text: str | os.PathLike,
     cache: str | os.PathLike | None = None,
@@ -77,7 +102,7 @@ def resolve_weights(
     if entry is None:
         raise DownloadError(f"no such file or known weights name: {name}; see ldnet weights list")
     if entry.kind != kind:
-        use = "--weights" if entry.kind == "pose" else "model.init_weights"
+        use = {"pose": "--weights", "detector": "--detector"}.get(entry.kind, "model.init_weights")
         raise DownloadError(
             f"{name}: {entry.description}, not {kind} weights; give it as {use} "
             f"(`ldnet weights get {name}` prints its path)"
@@ -93,30 +118,74 @@ def get(
     progress: bool = True,
 ) -> Path:
     """The cached file for a catalogue name, downloading, verifying and importing it first if
-    needed: ``NAME.pt`` (an ldnet checkpoint) for pose weights, ``NAME.pth`` for a backbone."""
+    needed: ``NAME.pt`` (an ldnet checkpoint) for pose weights, ``NAME.onnx`` for a
+    detector, ``NAME.pth`` for a backbone."""
     entry = name if isinstance(name, WeightsEntry) else lookup(name)
     if not entry.downloadable:
         raise DownloadError(f"{entry.name}: not a direct download: {entry.note}")
-    folder = cache_dir(cache)
+    ready = cached_path(entry, cache)
+    if ready.is_file():
+        return ready
+    folder = ready.parent
+    if offline():
+        raise DownloadError(
+            f"{entry.name}: not in the cache ({folder}) and {OFFLINE_ENV} is set; fetch it "
+            f"where {urlsplit(entry.url).netloc} is reachable: ldnet weights get {entry.name} "
+            f"({size_text(entry)}), then copy {ready.name} into the cache"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DownloadError(f"{folder}: cannot create the cache folder ({error})") from None
-    imported = folder / f"{entry.name}.pt"
-    original = folder / f"{entry.name}.pth"
-    if entry.kind == "pose" and imported.is_file():
-        return imported
     # Two processes asking for the same name (serve workers, a script run twice) would
     # append to one .part file; the second waits, then finds the file in the cache.
     with FileLock(folder / f".{entry.name}.lock"):
-        return _get_locked(entry, imported, original, timeout_s, progress)
+        if ready.is_file():
+            return ready
+        if entry.kind == "detector":
+            return _get_detector(entry, ready, timeout_s, progress)
+        return _get_locked(entry, ready, folder / f"{entry.name}.pth", timeout_s, progress)
+
+
+def _get_detector(entry: WeightsEntry, ready: Path, timeout_s: float, progress: bool) -> Path:
+    """``NAME.onnx``: the archive's network unpacked and checked (then the archive is
+    removed), or a bare ONNX file checked where it lands."""
+    from .archives import ArchiveError, check_onnx, unpack_network
+
+    options = {"timeout_s": timeout_s, "progress": progress}
+    unpinned = entry.hash_of == "checkpoint"
+    prefix = None if unpinned else entry.sha256
+    if entry.layout == "onnx":
+        fetch(entry.url, ready, prefix, **options)
+        try:
+            check_onnx(ready, entry.url)
+        except ArchiveError:
+            ready.unlink()  # never left in the cache to be trusted later
+            raise
+        return ready
+    archive = ready.with_suffix(".zip")
+    if not archive.is_file():
+        fetch(entry.url, archive, prefix, **options)
+    try:
+        unpack_network(archive, ready)
+    except ArchiveError as error:
+        archive.unlink()  # kept, it would fail the same way on every run
+        raise DownloadError(f"{entry.url}: {error}") from None
+    if unpinned:
+        # No published hash to check: say which file this is, so it can be pinned.
+        print(
+            f"{entry.name}: archive sha256 {file_sha256(archive)} (no hash is published for "
+            f"it; {entry.sha256} in its name is its source checkpoint's); checked: a zip "
+            "with one ONNX network that ONNX's checker accepts",
+            file=sys.stderr,
+        )
+    archive.unlink()
+    return ready
 
 
 def _get_locked(
     entry: WeightsEntry, imported: Path, original: Path, timeout_s: float, progress: bool
 ) -> Path:
-    if entry.kind == "pose" and imported.is_file():
-        return imported
     if not original.is_file():
         fetch(entry.url, original, entry.sha256, timeout_s=timeout_s, progress=progress)
     if entry.kind != "pose":
@@ -140,14 +209,15 @@ def _get_locked(
 def fetch(
     url: str,
     target: Path,
-    sha256_prefix: str,
+    sha256_prefix: str | None,
     *,
     timeout_s: float = TIMEOUT_S,
     progress: bool = True,
 ) -> Path:
     """Download ``url`` to ``target`` through ``target``'s ``.part`` file, resuming what an
     earlier run left there, and rename it into place only if its sha256 starts with
-    ``sha256_prefix``; a file that does not is deleted."""
+    ``sha256_prefix``; a file that does not is deleted. ``None``: no published hash to
+    check (the caller checks the content instead)."""
     part = target.with_suffix(".part")
     reason = None
     for _ in range(ATTEMPTS):
@@ -162,8 +232,8 @@ def fetch(
             f"{url}: transfer cut {ATTEMPTS} times (last: {reason}); {part} keeps {kept} "
             "bytes, run the command again to resume"
         )
-    found = file_sha256(part)
-    if not found.startswith(sha256_prefix):
+    found = file_sha256(part) if sha256_prefix is not None else None
+    if found is not None and not found.startswith(sha256_prefix):
         part.unlink()
         raise DownloadError(
             f"{url}: wrong sha256: expected {sha256_prefix}..., found "

@@ -1,15 +1,18 @@
 """Prediction on images, folders, videos and cameras, with PyTorch or ONNX Runtime."""
 
 from .boxes import BoxError, DetectionFile, check_boxes, whole_image_box
-from .detectors import DetectorError, HogPersonDetector, OnnxPersonDetector, hog_available
-from .errors import PredictInputError
+from .detector_choice import ChosenDetector, choose_detector
+from .detectors import HogPersonDetector, hog_available
+from .errors import DetectorError, PredictInputError
 from .estimator import PoseEstimator, Poses, oks_suppress
+from .onnx_detector import OnnxPersonDetector
 from .pipeline import PredictOptions, PredictSummary, predict_source
 from .smoothing import OneEuroFilter, PoseSmoother
 from .sources import Frame, SourceError, open_source
 
 __all__ = [
     "BoxError",
+    "ChosenDetector",
     "DetectionFile",
     "DetectorError",
     "Frame",
@@ -24,6 +27,7 @@ __all__ = [
     "PredictSummary",
     "SourceError",
     "check_boxes",
+    "choose_detector",
     "oks_suppress",
     "open_source",
     "predict_source",

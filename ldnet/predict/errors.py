@@ -7,3 +7,7 @@ from ldnet.errors import LDNetError
 
 class PredictInputError(LDNetError, ValueError):
     """Input that cannot be used; the message names the input and the problem."""
+
+
+class DetectorError(PredictInputError):
+    """A detector that cannot be loaded or whose outputs are not of a documented form."""

@@ -29,8 +29,10 @@ from ldnet.inference import (
     record_from_onnx,
 )
 
-from .boxes import check_boxes, whole_image_box
+from .boxes import box_problem, check_boxes, whole_image_box
 from .sources import SourceError
+
+AUTO = "auto"  # PoseEstimator(detector="auto"): the detector `ldnet predict` picks
 
 
 @dataclass
@@ -81,7 +83,10 @@ class PoseEstimator:
     >>> poses = estimator("photo.jpg", boxes=[[x, y, w, h]])     # no boxes: whole image
     >>> poses.keypoints  # (N, K, 3) x, y, confidence
 
-    The architecture, joint set, input size and codec come from the weights' record.
+    The architecture, joint set, input size and codec come from the weights' record. With a
+    ``detector`` (a callable image -> (boxes xywh, scores)), a call without boxes finds the
+    people first, keeps those scoring at least ``box_threshold`` and removes duplicate poses
+    by OKS-NMS, as ``ldnet predict`` does.
     """
 
     def __init__(
@@ -92,10 +97,17 @@ class PoseEstimator:
         flip: bool = True,
         batch_size: int = 16,
         in_vis_threshold: float = 0.2,
+        detector=None,
+        box_threshold: float = 0.3,
+        oks_nms_threshold: float = 0.9,
     ):
         self.backend, self.record = backend, record
         self.predictor = TopDownPredictor(backend, record, flip=flip, batch_size=batch_size)
         self.in_vis_threshold = in_vis_threshold
+        self.detector = detector
+        self.detector_line = ""  # which detector runs, when from_weights chose it
+        self.box_threshold = box_threshold
+        self.oks_nms_threshold = oks_nms_threshold
 
     @classmethod
     def from_weights(
@@ -106,20 +118,43 @@ class PoseEstimator:
         dataset: str | None = None,
         threads: int | None = None,
         device: str = "cpu",
+        detector: str | Path | None = None,
+        nms_iou: float | None = None,
         **options,
     ) -> PoseEstimator:
-        """From a training checkpoint (``.pt``, read with ``weights_only=True``) or an
+        """From a training checkpoint (``.pt``, read with ``weights_only=True``), an
         ``ldnet export onnx`` file (``.onnx``, run by ONNX Runtime, or OpenVINO with
-        ``backend="openvino"``). ``dataset`` names the
-        joint set the caller expects; weights for another one are refused."""
+        ``backend="openvino"``) or a catalogue name
+        (``ldnet weights list``: fetched and cached on first use). ``dataset`` names the
+        joint set the caller expects; weights for another one are refused.
+
+        ``detector``: None (no detector: a call without boxes takes the whole image),
+        ``"auto"`` (what ``ldnet predict`` picks: a cached or fetched catalogue detector,
+        else HOG), ``"hog"``, an ONNX file or a catalogue detector name; ``box_threshold``
+        and ``nms_iou`` are its score and NMS thresholds."""
+        from ldnet.lineage.download import resolve_weights
+
+        from .detector_choice import choose_detector
+
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        path = resolve_weights(path)
         if Path(path).suffix.lower() == ".onnx":
             record = record_from_onnx(path, dataset)
-            return cls(onnx_file_backend(path, backend, threads), record, **options)
-        model, record = load_model(path, dataset)
-        runner = make_backend(model, backend, record.input_size, device=device, threads=threads)
-        return cls(runner, record, **options)
+            estimator = cls(onnx_file_backend(path, backend, threads), record, **options)
+        else:
+            model, record = load_model(path, dataset)
+            runner = make_backend(model, backend, record.input_size, device=device, threads=threads)
+            estimator = cls(runner, record, **options)
+        if detector is not None:
+            chosen = choose_detector(
+                None if str(detector) == AUTO else detector,
+                score_threshold=estimator.box_threshold,
+                nms_iou=nms_iou,
+                threads=threads,
+            )
+            estimator.detector, estimator.detector_line = chosen.detector, chosen.line
+        return estimator
 
     @property
     def codec(self):
@@ -149,6 +184,8 @@ class PoseEstimator:
         ``image`` is a path or a uint8 array, BGR (OpenCV) unless ``rgb``. A box with zero
         or negative size or no pixel inside the image stops with a ``BoxError``."""
         image_bgr = as_bgr_image(image, rgb)
+        if boxes is None and self.detector is not None:
+            return self._detect_then_estimate(image_bgr)
         if boxes is None:
             boxes = whole_image_box(image_bgr.shape)
         boxes = check_boxes(boxes, image_bgr.shape)
@@ -166,6 +203,13 @@ class PoseEstimator:
         keypoints = self.predictor.keypoints(crops, centers, scales)
         scores = joint_scores(keypoints, self.in_vis_threshold) * box_scores
         return Poses(keypoints, scores, boxes, box_scores, box_areas_px(scales))
+
+    def _detect_then_estimate(self, image_bgr: np.ndarray) -> Poses:
+        boxes, scores = self.detector(image_bgr)
+        keep = scores >= self.box_threshold
+        keep &= np.array([box_problem(box, image_bgr.shape) is None for box in boxes], bool)
+        poses = self(image_bgr, boxes[keep], scores[keep])
+        return oks_suppress(poses, self.keypoint_set, self.oks_nms_threshold)
 
 
 def oks_suppress(poses: Poses, keypoint_set: KeypointSet, threshold: float = 0.9) -> Poses:
