@@ -4,8 +4,9 @@ Every answer that is not a success is ``{"error": "<one line>"}`` with its statu
 traceback or a server path never reaches the client (unexpected failures are logged here and
 answered "internal error"). The guard, a plain ASGI layer outside FastAPI, refuses before any
 work is done: a missing or wrong API key (401), a body over the limit (413, counted while it
-arrives, so a missing or false Content-Length does not get past it), too many requests in
-flight (503 + Retry-After), and everything but liveness once shutdown has begun.
+arrives, so a missing or false Content-Length does not get past it; answered at once, then the
+rest of the body is drained within bounds before the close, see ``linger``), too many requests
+in flight (503 + Retry-After), and everything but liveness once shutdown has begun.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from .auth import OPEN_PATHS, ApiKeyError, check_api_key
 from .batching import MicroBatcher, QueueFull
 from .errors import ServeError, one_line
 from .images import decode_image, parse_boxes
+from .linger import DRAIN_MAX_BYTES, answer_then_drain
 from .service import PoseService
 
 log = logging.getLogger("ldnet.serve")
 RETRY_AFTER_S = 1
-DRAIN_FACTOR = 4  # see Guard._too_large
 PAGE_MISSING = "ldnet serve: the page is not installed; the API is documented at /docs\n"
 
 
@@ -69,15 +70,18 @@ class Guard:
         if refusal is not None:
             return await refusal(scope, receive, send)
         limit = self.state.options.max_body_bytes
-        if int(headers.get("content-length") or 0) > limit:
-            return await self._too_large(scope, receive, send, drain=True)
-        received = 0
+        declared = int(headers.get("content-length") or 0)
+        if declared > limit:
+            # A client that announced more than the server drops is cut off without reading.
+            return await self._too_large(receive, send, drain=declared <= DRAIN_MAX_BYTES)
+        received, body_ended = 0, False
 
         async def counting_receive():
-            nonlocal received
+            nonlocal received, body_ended
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_ended = not message.get("more_body", False)
                 if received > limit:
                     raise BodyTooLarge
             return message
@@ -92,14 +96,18 @@ class Guard:
         is_pose = path.startswith("/v1/pose")
         if is_pose:
             self.state.in_flight += 1
+        too_large = False
         try:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
-            if not started:
-                await self._too_large(scope, receive, send, drain=True)
+            too_large = not started
         finally:
             if is_pose:
                 self.state.in_flight -= 1
+        # Outside the in-flight count: a client draining slowly must not hold a place of
+        # the requests the network is serving.
+        if too_large:
+            await self._too_large(receive, send, drain=not body_ended)
 
     def _refusal(self, path: str, headers: dict):
         state = self.state
@@ -117,31 +125,14 @@ class Guard:
             )
         return None
 
-    async def _too_large(self, scope, receive, send, drain: bool):
-        """413. The rest of a moderately large body is read and dropped first: a client
-        still sending when the server closes gets a reset instead of the answer. Past
-        ``DRAIN_FACTOR`` times the limit, the connection is closed without reading on."""
+    async def _too_large(self, receive, send, drain: bool):
+        """413, answered before the rest of the body is read and dropped (see ``linger``),
+        then the connection is closed."""
         limit = self.state.options.max_body_bytes
-        drained = drain and await _drain(receive, DRAIN_FACTOR * limit)
         response = error_response(
-            f"body larger than the {limit}-byte limit",
-            413,
-            None if drained else {"Connection": "close"},
+            f"body larger than the {limit}-byte limit", 413, {"Connection": "close"}
         )
-        await response(scope, receive, send)
-
-
-async def _drain(receive, budget: int) -> bool:
-    """Read and drop the request body; False if it is longer than ``budget`` bytes."""
-    read = 0
-    while read <= budget:
-        message = await receive()
-        if message["type"] != "http.request":
-            return False
-        read += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return True
-    return False
+        await answer_then_drain(response, receive, send, drain=drain)
 
 
 class ServeState:
