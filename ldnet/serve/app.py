@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -28,8 +28,17 @@ from starlette.exceptions import HTTPException
 
 from .auth import OPEN_PATHS, ApiKeyError, check_api_key
 from .batching import MicroBatcher, QueueFull
+from .contract import (
+    HEALTHZ_RESPONSES,
+    MODEL_RESPONSES,
+    MULTIPART_FIELDS,
+    POSE_OPENAPI,
+    POSE_RESPONSES,
+    READYZ_RESPONSES,
+    STATS_RESPONSES,
+)
 from .errors import ServeError, one_line
-from .images import decode_image, parse_boxes
+from .images import decode_image, parse_boxes, parse_flip
 from .linger import DRAIN_MAX_BYTES, answer_then_drain
 from .service import PoseService
 
@@ -176,39 +185,6 @@ class ServeState:
             self.batcher.close()
 
 
-def _flag(text: str | None, default: bool, name: str) -> bool:
-    if text is None or text == "":
-        return default
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ServeError(f"{name}: expected true or false, got {text[:40]!r}", 400)
-
-
-POSE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {
-                        "image": {"type": "string", "format": "binary"},
-                        "boxes": {"type": "string", "description": "JSON [[x, y, w, h], ...]"},
-                        "flip": {"type": "boolean"},
-                    },
-                }
-            },
-        },
-    }
-}
-
-
 def create_app(service: PoseService, options: ServeOptions | None = None) -> FastAPI:
     """The service's ASGI app; ``app.state.serve`` holds its ``ServeState``."""
     state = ServeState(service, options or ServeOptions())
@@ -259,11 +235,15 @@ def create_app(service: PoseService, options: ServeOptions | None = None) -> Fas
             return HTMLResponse(PAGE_MISSING, media_type="text/plain")
         return HTMLResponse(text)
 
-    @app.get("/healthz", summary="Liveness: the process answers")
+    @app.get("/healthz", summary="Liveness: the process answers", responses=HEALTHZ_RESPONSES)
     async def healthz():
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: model loaded and warmed up, not shutting down")
+    @app.get(
+        "/readyz",
+        summary="Readiness: model loaded and warmed up, not shutting down",
+        responses=READYZ_RESPONSES,
+    )
     async def readyz():
         if state.draining:
             return error_response("shutting down", 503)
@@ -271,11 +251,19 @@ def create_app(service: PoseService, options: ServeOptions | None = None) -> Fas
             return error_response("warming up", 503, {"Retry-After": str(RETRY_AFTER_S)})
         return {"status": "ready"}
 
-    @app.get("/v1/model", summary="The model: name, joints, skeleton, input size, backend")
+    @app.get(
+        "/v1/model",
+        summary="The model: name, joints, skeleton, input size, backend",
+        responses=MODEL_RESPONSES,
+    )
     async def model():
         return service.describe()
 
-    @app.get("/v1/stats", summary="Counters: requests, network calls, refusals")
+    @app.get(
+        "/v1/stats",
+        summary="Counters: requests, network calls, refusals",
+        responses=STATS_RESPONSES,
+    )
     async def stats():
         counts = state.batcher.stats
         return {
@@ -289,22 +277,18 @@ def create_app(service: PoseService, options: ServeOptions | None = None) -> Fas
     @app.post(
         "/v1/pose",
         summary="Keypoints of the people in an image",
-        openapi_extra=POSE_BODY,
+        responses=POSE_RESPONSES,
+        openapi_extra=POSE_OPENAPI,  # its query parameters and bodies, read by hand below
     )
-    async def pose(
-        request: Request,
-        boxes: str | None = Query(
-            None, description="JSON [[x, y, w, h], ...]; none: the server finds people"
-        ),
-        flip: str | None = Query(None, description="flip test (default true)"),
-    ):
+    async def pose(request: Request):
         start = time.perf_counter()
+        boxes, flip = request.query_params.get("boxes"), request.query_params.get("flip")
         content_type = request.headers.get("content-type", "")
         if content_type.lower().startswith("multipart/form-data"):
             data, image_type, boxes, flip = await _multipart(request, boxes, flip)
         else:
             data, image_type = await request.body(), content_type
-        flip_test = _flag(flip, True, "flip")
+        flip_test = parse_flip(flip)
         state.preparing += 1
         try:
             image = await run_in_threadpool(decode_image, data, image_type)
@@ -343,13 +327,23 @@ async def _multipart(request: Request, boxes: str | None, flip: str | None):
     upload = form.get("image")
     if not isinstance(upload, UploadFile):
         raise ServeError("multipart body: no file field 'image'", 400)
+    unknown = sorted(set(form.keys()) - set(MULTIPART_FIELDS))
+    if unknown:
+        raise ServeError(f"multipart body: unknown field {unknown[0][:40]!r}", 400)
     data = await upload.read()
-    field_boxes, field_flip = form.get("boxes"), form.get("flip")
-    if field_boxes is not None and not isinstance(field_boxes, str):
-        raise ServeError("multipart body: field 'boxes' must be text", 400)
     return (
         data,
         upload.content_type or "",
-        field_boxes if field_boxes is not None else boxes,
-        field_flip if isinstance(field_flip, str) else flip,
+        _text_field(form, "boxes", boxes),
+        _text_field(form, "flip", flip),
     )
+
+
+def _text_field(form, name: str, default: str | None) -> str | None:
+    """A form field that must be text (not a file); ``default`` if the form lacks it."""
+    value = form.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ServeError(f"multipart body: field {name!r} must be text, not a file", 400)
+    return value
