@@ -233,6 +233,18 @@ def test_every_bad_input_answers_its_code_and_message(server, image_path):
         (lambda: post_raw(server, jpeg, boxes=box, flip="maybe"), 400, "flip: expected"),
         (lambda: post_raw(server, jpeg, boxes=box, flip="1"), 400, "flip: expected true or false"),
         (
+            lambda: httpx.post(url + "?flip=true&flip=false", content=jpeg),
+            400,
+            "query: 'flip' given 2 times",
+        ),
+        (
+            lambda: httpx.post(
+                url, files={"image": ("a.jpg", jpeg, "image/jpeg")}, data={"boxes": [box, box]}
+            ),
+            400,
+            "multipart body: 'boxes' given 2 times",
+        ),
+        (
             lambda: httpx.post(
                 url, files={"image": ("a.jpg", jpeg, "image/jpeg")}, data={"flip": 0}
             ),

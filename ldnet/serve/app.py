@@ -38,7 +38,7 @@ from .contract import (
     STATS_RESPONSES,
 )
 from .errors import ServeError, one_line
-from .images import decode_image, parse_boxes, parse_flip
+from .images import check_boxes_format, decode_image, parse_boxes, parse_flip
 from .linger import DRAIN_MAX_BYTES, answer_then_drain
 from .service import PoseService
 
@@ -282,13 +282,18 @@ def create_app(service: PoseService, options: ServeOptions | None = None) -> Fas
     )
     async def pose(request: Request):
         start = time.perf_counter()
-        boxes, flip = request.query_params.get("boxes"), request.query_params.get("flip")
+        query = request.query_params
+        boxes, flip = _once(query, "boxes", "query"), _once(query, "flip", "query")
+        # Each parameter keeps its documented format even where a form field overrides it.
+        check_boxes_format(boxes)
+        flip_test = parse_flip(flip)
         content_type = request.headers.get("content-type", "")
         if content_type.lower().startswith("multipart/form-data"):
-            data, image_type, boxes, flip = await _multipart(request, boxes, flip)
+            data, image_type, form_boxes, form_flip = await _multipart(request)
+            boxes = boxes if form_boxes is None else form_boxes
+            flip_test = flip_test if form_flip is None else parse_flip(form_flip)
         else:
             data, image_type = await request.body(), content_type
-        flip_test = parse_flip(flip)
         state.preparing += 1
         try:
             image = await run_in_threadpool(decode_image, data, image_type)
@@ -317,14 +322,15 @@ def create_app(service: PoseService, options: ServeOptions | None = None) -> Fas
     return app
 
 
-async def _multipart(request: Request, boxes: str | None, flip: str | None):
+async def _multipart(request: Request):
+    """The image bytes, its content type, and the form's boxes and flip (None if absent)."""
     try:
         form = await request.form(max_files=1, max_fields=8)
     except BodyTooLarge:
         raise
     except Exception as error:  # multipart's own parse errors
         raise ServeError(f"multipart body: {one_line(error)}", 400) from None
-    upload = form.get("image")
+    upload = _once(form, "image", "multipart body")
     if not isinstance(upload, UploadFile):
         raise ServeError("multipart body: no file field 'image'", 400)
     unknown = sorted(set(form.keys()) - set(MULTIPART_FIELDS))
@@ -334,16 +340,23 @@ async def _multipart(request: Request, boxes: str | None, flip: str | None):
     return (
         data,
         upload.content_type or "",
-        _text_field(form, "boxes", boxes),
-        _text_field(form, "flip", flip),
+        _text_field(form, "boxes"),
+        _text_field(form, "flip"),
     )
 
 
-def _text_field(form, name: str, default: str | None) -> str | None:
-    """A form field that must be text (not a file); ``default`` if the form lacks it."""
-    value = form.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, str):
+def _once(values, name: str, where: str):
+    """The one value of ``name`` in a query or form (a multi-dict), or None; given more than
+    once, it is refused: which of them would count is nowhere written."""
+    given = values.getlist(name)
+    if len(given) > 1:
+        raise ServeError(f"{where}: {name!r} given {len(given)} times; send it once", 400)
+    return given[0] if given else None
+
+
+def _text_field(form, name: str) -> str | None:
+    """A form field that must be text (not a file); None if the form lacks it."""
+    value = _once(form, name, "multipart body")
+    if value is not None and not isinstance(value, str):
         raise ServeError(f"multipart body: field {name!r} must be text, not a file", 400)
     return value

@@ -141,8 +141,7 @@ def parse_boxes(text: str | None, image_shape: tuple[int, ...]) -> np.ndarray | 
     """``boxes`` as sent (``BOXES_PATTERN``) -> (N, 4) floats; None if absent."""
     if text is None:
         return None
-    if re.fullmatch(BOXES_PATTERN, text) is None:
-        raise ServeError(f"boxes: expected {BOXES_FORMAT}, got {text[:40]!r}", 400)
+    check_boxes_format(text)
     # Every number as a float: a 5000-digit integer is inf (then refused below), not the
     # ValueError of Python's limit on integer digits.
     values = json.loads(text, parse_int=float)
@@ -153,6 +152,12 @@ def parse_boxes(text: str | None, image_shape: tuple[int, ...]) -> np.ndarray | 
             values_text = ", ".join(f"{v:g}" for v in box)
             raise ServeError(f"boxes: box {index} ({values_text}) {problem}", 422)
     return boxes
+
+
+def check_boxes_format(text: str | None) -> None:
+    """400 unless ``boxes`` is absent or matches ``BOXES_PATTERN``."""
+    if text is not None and re.fullmatch(BOXES_PATTERN, text) is None:
+        raise ServeError(f"boxes: expected {BOXES_FORMAT}, got {text[:40]!r}", 400)
 
 
 def parse_flip(text: str | None, default: bool = True) -> bool:
