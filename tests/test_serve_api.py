@@ -227,8 +227,44 @@ def test_every_bad_input_answers_its_code_and_message(server, image_path):
         (lambda: post_raw(server, jpeg, boxes="[[700, 10, 50, 80]]"), 422, "outside the 640x427"),
         (lambda: post_raw(server, jpeg, boxes="[[10, 10, 0, 80]]"), 422, "zero or negative size"),
         (lambda: post_raw(server, jpeg, boxes="[[10, 10, 50]]"), 400, "boxes: expected"),
-        (lambda: post_raw(server, jpeg, boxes="[[1, 2"), 400, "boxes: not JSON"),
+        (lambda: post_raw(server, jpeg, boxes="[[1, 2"), 400, "boxes: expected JSON"),
+        (lambda: post_raw(server, jpeg, boxes="[[NaN, 1, 2, 3]]"), 400, "boxes: expected JSON"),
+        (lambda: post_raw(server, jpeg, boxes=""), 400, "boxes: expected JSON"),
         (lambda: post_raw(server, jpeg, boxes=box, flip="maybe"), 400, "flip: expected"),
+        (lambda: post_raw(server, jpeg, boxes=box, flip="1"), 400, "flip: expected true or false"),
+        (
+            lambda: httpx.post(url + "?flip=true&flip=false", content=jpeg),
+            400,
+            "query: 'flip' given 2 times",
+        ),
+        (
+            lambda: httpx.post(
+                url, files={"image": ("a.jpg", jpeg, "image/jpeg")}, data={"boxes": [box, box]}
+            ),
+            400,
+            "multipart body: 'boxes' given 2 times",
+        ),
+        (
+            lambda: httpx.post(
+                url, files={"image": ("a.jpg", jpeg, "image/jpeg")}, data={"flip": 0}
+            ),
+            400,
+            "flip: expected true or false, got '0'",
+        ),
+        (
+            lambda: httpx.post(
+                url, files={"image": ("a.jpg", jpeg, "image/jpeg"), "flip": ("f", b"true")}
+            ),
+            400,
+            "multipart body:",
+        ),
+        (
+            lambda: httpx.post(
+                url, files={"image": ("a.jpg", jpeg, "image/jpeg")}, data={"boxes": box, "x": "1"}
+            ),
+            400,
+            "multipart body: unknown field 'x'",
+        ),
         (
             lambda: httpx.post(url, files={"picture": ("a.jpg", jpeg, "image/jpeg")}),
             400,

@@ -4,8 +4,9 @@ Every answer that is not a success is ``{"error": "<one line>"}`` with its statu
 traceback or a server path never reaches the client (unexpected failures are logged here and
 answered "internal error"). The guard, a plain ASGI layer outside FastAPI, refuses before any
 work is done: a missing or wrong API key (401), a body over the limit (413, counted while it
-arrives, so a missing or false Content-Length does not get past it), too many requests in
-flight (503 + Retry-After), and everything but liveness once shutdown has begun.
+arrives, so a missing or false Content-Length does not get past it; answered at once, then the
+rest of the body is drained within bounds before the close, see ``linger``), too many requests
+in flight (503 + Retry-After), and everything but liveness once shutdown has begun.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -27,13 +28,22 @@ from starlette.exceptions import HTTPException
 
 from .auth import OPEN_PATHS, ApiKeyError, check_api_key
 from .batching import MicroBatcher, QueueFull
+from .contract import (
+    HEALTHZ_RESPONSES,
+    MODEL_RESPONSES,
+    MULTIPART_FIELDS,
+    POSE_OPENAPI,
+    POSE_RESPONSES,
+    READYZ_RESPONSES,
+    STATS_RESPONSES,
+)
 from .errors import ServeError, one_line
-from .images import decode_image, parse_boxes
+from .images import check_boxes_format, decode_image, parse_boxes, parse_flip
+from .linger import DRAIN_MAX_BYTES, answer_then_drain
 from .service import PoseService
 
 log = logging.getLogger("ldnet.serve")
 RETRY_AFTER_S = 1
-DRAIN_FACTOR = 4  # see Guard._too_large
 PAGE_MISSING = "ldnet serve: the page is not installed; the API is documented at /docs\n"
 
 
@@ -69,15 +79,18 @@ class Guard:
         if refusal is not None:
             return await refusal(scope, receive, send)
         limit = self.state.options.max_body_bytes
-        if int(headers.get("content-length") or 0) > limit:
-            return await self._too_large(scope, receive, send, drain=True)
-        received = 0
+        declared = int(headers.get("content-length") or 0)
+        if declared > limit:
+            # A client that announced more than the server drops is cut off without reading.
+            return await self._too_large(receive, send, drain=declared <= DRAIN_MAX_BYTES)
+        received, body_ended = 0, False
 
         async def counting_receive():
-            nonlocal received
+            nonlocal received, body_ended
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_ended = not message.get("more_body", False)
                 if received > limit:
                     raise BodyTooLarge
             return message
@@ -92,14 +105,18 @@ class Guard:
         is_pose = path.startswith("/v1/pose")
         if is_pose:
             self.state.in_flight += 1
+        too_large = False
         try:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
-            if not started:
-                await self._too_large(scope, receive, send, drain=True)
+            too_large = not started
         finally:
             if is_pose:
                 self.state.in_flight -= 1
+        # Outside the in-flight count: a client draining slowly must not hold a place of
+        # the requests the network is serving.
+        if too_large:
+            await self._too_large(receive, send, drain=not body_ended)
 
     def _refusal(self, path: str, headers: dict):
         state = self.state
@@ -117,31 +134,14 @@ class Guard:
             )
         return None
 
-    async def _too_large(self, scope, receive, send, drain: bool):
-        """413. The rest of a moderately large body is read and dropped first: a client
-        still sending when the server closes gets a reset instead of the answer. Past
-        ``DRAIN_FACTOR`` times the limit, the connection is closed without reading on."""
+    async def _too_large(self, receive, send, drain: bool):
+        """413, answered before the rest of the body is read and dropped (see ``linger``),
+        then the connection is closed."""
         limit = self.state.options.max_body_bytes
-        drained = drain and await _drain(receive, DRAIN_FACTOR * limit)
         response = error_response(
-            f"body larger than the {limit}-byte limit",
-            413,
-            None if drained else {"Connection": "close"},
+            f"body larger than the {limit}-byte limit", 413, {"Connection": "close"}
         )
-        await response(scope, receive, send)
-
-
-async def _drain(receive, budget: int) -> bool:
-    """Read and drop the request body; False if it is longer than ``budget`` bytes."""
-    read = 0
-    while read <= budget:
-        message = await receive()
-        if message["type"] != "http.request":
-            return False
-        read += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return True
-    return False
+        await answer_then_drain(response, receive, send, drain=drain)
 
 
 class ServeState:
@@ -183,39 +183,6 @@ class ServeState:
             self.warming.join()
         if self.batcher is not None:
             self.batcher.close()
-
-
-def _flag(text: str | None, default: bool, name: str) -> bool:
-    if text is None or text == "":
-        return default
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ServeError(f"{name}: expected true or false, got {text[:40]!r}", 400)
-
-
-POSE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {
-                        "image": {"type": "string", "format": "binary"},
-                        "boxes": {"type": "string", "description": "JSON [[x, y, w, h], ...]"},
-                        "flip": {"type": "boolean"},
-                    },
-                }
-            },
-        },
-    }
-}
 
 
 def create_app(service: PoseService, options: ServeOptions | None = None) -> FastAPI:
@@ -268,11 +235,15 @@ def create_app(service: PoseService, options: ServeOptions | None = None) -> Fas
             return HTMLResponse(PAGE_MISSING, media_type="text/plain")
         return HTMLResponse(text)
 
-    @app.get("/healthz", summary="Liveness: the process answers")
+    @app.get("/healthz", summary="Liveness: the process answers", responses=HEALTHZ_RESPONSES)
     async def healthz():
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: model loaded and warmed up, not shutting down")
+    @app.get(
+        "/readyz",
+        summary="Readiness: model loaded and warmed up, not shutting down",
+        responses=READYZ_RESPONSES,
+    )
     async def readyz():
         if state.draining:
             return error_response("shutting down", 503)
@@ -280,11 +251,19 @@ def create_app(service: PoseService, options: ServeOptions | None = None) -> Fas
             return error_response("warming up", 503, {"Retry-After": str(RETRY_AFTER_S)})
         return {"status": "ready"}
 
-    @app.get("/v1/model", summary="The model: name, joints, skeleton, input size, backend")
+    @app.get(
+        "/v1/model",
+        summary="The model: name, joints, skeleton, input size, backend",
+        responses=MODEL_RESPONSES,
+    )
     async def model():
         return service.describe()
 
-    @app.get("/v1/stats", summary="Counters: requests, network calls, refusals")
+    @app.get(
+        "/v1/stats",
+        summary="Counters: requests, network calls, refusals",
+        responses=STATS_RESPONSES,
+    )
     async def stats():
         counts = state.batcher.stats
         return {
@@ -298,22 +277,23 @@ def create_app(service: PoseService, options: ServeOptions | None = None) -> Fas
     @app.post(
         "/v1/pose",
         summary="Keypoints of the people in an image",
-        openapi_extra=POSE_BODY,
+        responses=POSE_RESPONSES,
+        openapi_extra=POSE_OPENAPI,  # its query parameters and bodies, read by hand below
     )
-    async def pose(
-        request: Request,
-        boxes: str | None = Query(
-            None, description="JSON [[x, y, w, h], ...]; none: the server finds people"
-        ),
-        flip: str | None = Query(None, description="flip test (default true)"),
-    ):
+    async def pose(request: Request):
         start = time.perf_counter()
+        query = request.query_params
+        boxes, flip = _once(query, "boxes", "query"), _once(query, "flip", "query")
+        # Each parameter keeps its documented format even where a form field overrides it.
+        check_boxes_format(boxes)
+        flip_test = parse_flip(flip)
         content_type = request.headers.get("content-type", "")
         if content_type.lower().startswith("multipart/form-data"):
-            data, image_type, boxes, flip = await _multipart(request, boxes, flip)
+            data, image_type, form_boxes, form_flip = await _multipart(request)
+            boxes = boxes if form_boxes is None else form_boxes
+            flip_test = flip_test if form_flip is None else parse_flip(form_flip)
         else:
             data, image_type = await request.body(), content_type
-        flip_test = _flag(flip, True, "flip")
         state.preparing += 1
         try:
             image = await run_in_threadpool(decode_image, data, image_type)
@@ -342,23 +322,41 @@ def create_app(service: PoseService, options: ServeOptions | None = None) -> Fas
     return app
 
 
-async def _multipart(request: Request, boxes: str | None, flip: str | None):
+async def _multipart(request: Request):
+    """The image bytes, its content type, and the form's boxes and flip (None if absent)."""
     try:
         form = await request.form(max_files=1, max_fields=8)
     except BodyTooLarge:
         raise
     except Exception as error:  # multipart's own parse errors
         raise ServeError(f"multipart body: {one_line(error)}", 400) from None
-    upload = form.get("image")
+    upload = _once(form, "image", "multipart body")
     if not isinstance(upload, UploadFile):
         raise ServeError("multipart body: no file field 'image'", 400)
+    unknown = sorted(set(form.keys()) - set(MULTIPART_FIELDS))
+    if unknown:
+        raise ServeError(f"multipart body: unknown field {unknown[0][:40]!r}", 400)
     data = await upload.read()
-    field_boxes, field_flip = form.get("boxes"), form.get("flip")
-    if field_boxes is not None and not isinstance(field_boxes, str):
-        raise ServeError("multipart body: field 'boxes' must be text", 400)
     return (
         data,
         upload.content_type or "",
-        field_boxes if field_boxes is not None else boxes,
-        field_flip if isinstance(field_flip, str) else flip,
+        _text_field(form, "boxes"),
+        _text_field(form, "flip"),
     )
+
+
+def _once(values, name: str, where: str):
+    """The one value of ``name`` in a query or form (a multi-dict), or None; given more than
+    once, it is refused: which of them would count is nowhere written."""
+    given = values.getlist(name)
+    if len(given) > 1:
+        raise ServeError(f"{where}: {name!r} given {len(given)} times; send it once", 400)
+    return given[0] if given else None
+
+
+def _text_field(form, name: str) -> str | None:
+    """A form field that must be text (not a file); None if the form lacks it."""
+    value = _once(form, name, "multipart body")
+    if value is not None and not isinstance(value, str):
+        raise ServeError(f"multipart body: field {name!r} must be text, not a file", 400)
+    return value

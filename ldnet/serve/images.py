@@ -1,13 +1,15 @@
-"""Request bodies -> a decoded BGR image and checked person boxes.
+"""Request inputs -> a decoded BGR image, checked person boxes and the flip flag.
 
 Status codes follow what the client got wrong: a format the server does not read is 415, bytes
-that claim to be an image but do not decode are 400, boxes that are not JSON numbers are 400,
+that claim to be an image but do not decode are 400, ``boxes`` or ``flip`` not in their format
+(``BOXES_PATTERN``, ``FLIP_VALUES``: the OpenAPI schema states the same constants) are 400,
 boxes that cannot be a person in this image (outside it, zero size) are 422.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
 
 import cv2
@@ -27,6 +29,18 @@ FORMATS = {
 # Content types that say nothing about the format: the bytes decide.
 UNTYPED = ("", "application/octet-stream", "image/*")
 SUPPORTED_TEXT = "JPEG, PNG, WebP or BMP"
+# ``boxes``: JSON [[x, y, w, h], ...] of JSON numbers (so no NaN or Infinity, which Python's
+# json reads), JSON whitespace only. The regex is the whole format: what matches it parses into
+# (N, 4) numbers, what does not is refused; it has no nested ambiguity, so matching is linear.
+_JSON_WS = r"[ \t\n\r]*"
+_JSON_NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"
+_BOX = rf"\[{_JSON_WS}{_JSON_NUMBER}{_JSON_WS}(,{_JSON_WS}{_JSON_NUMBER}{_JSON_WS}){{3}}\]"
+BOXES_PATTERN = (
+    rf"^{_JSON_WS}\[{_JSON_WS}({_BOX}{_JSON_WS}(,{_JSON_WS}{_BOX}{_JSON_WS})*)?\]{_JSON_WS}$"
+)
+BOXES_FORMAT = "JSON [[x, y, w, h], ...] of numbers in image pixels"
+# ``flip`` as OpenAPI writes a boolean in a query or a form field: exactly these two words.
+FLIP_VALUES = {"true": True, "false": False}
 # Larger images are refused before decoding: a small, highly compressed PNG can decode to
 # gigabytes (a "decompression bomb"). 50 megapixels is a 8660 x 5773 photo.
 MAX_PIXELS = 50_000_000
@@ -124,23 +138,13 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 
 def parse_boxes(text: str | None, image_shape: tuple[int, ...]) -> np.ndarray | None:
-    """``boxes`` as sent (JSON ``[[x, y, w, h], ...]``) -> (N, 4) floats; None if absent."""
-    if text is None or not text.strip():
+    """``boxes`` as sent (``BOXES_PATTERN``) -> (N, 4) floats; None if absent."""
+    if text is None:
         return None
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError:
-        raise ServeError("boxes: not JSON; expected [[x, y, w, h], ...]", 400) from None
-    if values == []:
-        return np.zeros((0, 4))
-    well_formed = isinstance(values, list) and all(
-        isinstance(box, list)
-        and len(box) == 4
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
-        for box in values
-    )
-    if not well_formed:
-        raise ServeError("boxes: expected a JSON list of [x, y, w, h] number lists", 400)
+    check_boxes_format(text)
+    # Every number as a float: a 5000-digit integer is inf (then refused below), not the
+    # ValueError of Python's limit on integer digits.
+    values = json.loads(text, parse_int=float)
     boxes = np.asarray(values, dtype=np.float64).reshape(-1, 4)
     for index, box in enumerate(boxes):
         problem = box_problem(box, image_shape)
@@ -148,3 +152,18 @@ def parse_boxes(text: str | None, image_shape: tuple[int, ...]) -> np.ndarray | 
             values_text = ", ".join(f"{v:g}" for v in box)
             raise ServeError(f"boxes: box {index} ({values_text}) {problem}", 422)
     return boxes
+
+
+def check_boxes_format(text: str | None) -> None:
+    """400 unless ``boxes`` is absent or matches ``BOXES_PATTERN``."""
+    if text is not None and re.fullmatch(BOXES_PATTERN, text) is None:
+        raise ServeError(f"boxes: expected {BOXES_FORMAT}, got {text[:40]!r}", 400)
+
+
+def parse_flip(text: str | None, default: bool = True) -> bool:
+    """``flip`` as sent (``FLIP_VALUES``) -> bool; ``default`` if absent."""
+    if text is None:
+        return default
+    if text not in FLIP_VALUES:
+        raise ServeError(f"flip: expected true or false, got {text[:40]!r}", 400)
+    return FLIP_VALUES[text]
