@@ -69,7 +69,10 @@ def register(subparsers) -> None:
     )
     boxes.add_argument("--detections", type=Path, help="COCO detection-results json")
     boxes.add_argument(
-        "--detector-onnx", type=Path, metavar="FILE", help="ONNX person detector (see docs)"
+        "--detector-onnx",
+        type=Path,
+        metavar="FILE",
+        help="ONNX person detector (its inputs and outputs: docs/inference.md)",
     )
     boxes.add_argument("--whole-image", action="store_true", help="each frame is one person")
     boxes.add_argument(

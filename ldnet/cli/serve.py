@@ -61,7 +61,10 @@ def register(subparsers) -> None:
     )
     people = parser.add_argument_group("people, when a request gives no boxes")
     people.add_argument(
-        "--detector-onnx", type=Path, metavar="FILE", help="ONNX person detector (see docs)"
+        "--detector-onnx",
+        type=Path,
+        metavar="FILE",
+        help="ONNX person detector (its inputs and outputs: docs/inference.md)",
     )
     people.add_argument("--whole-image", action="store_true", help="the whole image is one person")
     people.add_argument(
