@@ -178,6 +178,23 @@ def test_every_page_is_linked_and_titled():
         assert page.read_text(encoding="utf-8").startswith("# "), f"{page_id(page)}: no title"
 
 
+def test_readme_is_a_short_guide():
+    """The README stays a user guide: short, and no dated lab notes (they go to measurements)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 300
+    notes = [
+        (kind, match.group(0))
+        for kind, pattern in (
+            ("date", r"\b20\d\d-\d\d-\d\d\b"),
+            ("time of day", r"\b\d\d:\d\d\b|\bUTC\b"),
+            ("commit id", r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b"),
+            ("session", r"\b(?:earlier|previous|this) session\b"),
+        )
+        for match in re.finditer(pattern, text)
+    ]
+    assert not notes, f"README holds lab notes (move them to docs/measurements.md): {notes}"
+
+
 def test_cli_help_names_existing_pages():
     """A help string that points at the docs points at a page that exists."""
     named = set()
