@@ -63,9 +63,12 @@ class KernelAttention(nn.Module):
         # A plain attribute, not a buffer: the checkpoint record carries it (so that an
         # annealed model is tested with the temperature it was trained to).
         self.temperature = float(temperature)
+        # Eager runs fc1/fc2 as matrix products (below); `ldnet.complexity` turns this off so
+        # that the paper's counting, which hooks the two 1x1 convolutions, sees them called.
+        self.as_matrix_products = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.onnx.is_in_onnx_export():
+        if torch.onnx.is_in_onnx_export() or not self.as_matrix_products:
             # GlobalAveragePool and 1x1 Convs, which ONNX Runtime runs on its blocked layout.
             pooled = F.adaptive_avg_pool2d(x, 1)
             logits = self.fc2(F.relu(self.fc1(pooled))).flatten(1)
