@@ -21,7 +21,8 @@ from ldnet.engine.data import detection_path, record_of
 
 CONFIGS_DIR = Path(__file__).parent.parent / "configs"
 CONFIGS = sorted(CONFIGS_DIR.glob("*.yaml"))
-# Configs that document their own sigma (CPU-sized inputs, README "Demo" / "Real data checks").
+# Configs that document their own sigma (CPU-sized inputs, docs/measurements.md "Demo" and
+# "Real data checks").
 OWN_RECIPE = {"synthetic_ldnet_s_128x96.yaml", "coco_mini_ldnet_memorise.yaml"}
 VAL2017_BOXES = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
 

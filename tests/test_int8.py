@@ -2,12 +2,13 @@
 real COCO-MINI person crops, its record, `ldnet predict` on the int8 file, and
 the bad-input list.
 
-CI's gate is looser than the README's: no trained checkpoint is at hand here (training one
+CI's gate is looser than the measured one: no trained checkpoint is at hand here (training one
 costs minutes), so instead of "AP change <= 0.01" (measured on the demo's and the COCO-MINI
-memorisation checkpoints, README "int8") CI checks the quantization's fidelity on held-out real
-crops: the int8 heatmaps stay within 10 % of the float graph's peak (random weights' heatmaps
-are flat, so their maxima would not test the decoding of a trained model's peaks), on a random
-network whose activations keep a trained one's order of magnitude (`unit_gain_weights`).
+memorisation checkpoints, docs/measurements.md "int8") CI checks the quantization's fidelity
+on held-out real crops: the int8 heatmaps stay within 10 % of the float graph's peak (random
+weights' heatmaps are flat, so their maxima would not test the decoding of a trained model's
+peaks), on a random network whose activations keep a trained one's order of magnitude
+(`unit_gain_weights`).
 
 The file must be right on every x86-64 CPU, not only on the one running CI (issue 18): its
 integers are checked so that no pair sum of ONNX Runtime's 16-bit u8s8 kernels (AVX2 /
@@ -307,7 +308,7 @@ def test_predict_runs_the_int8_file(int8_export, float_export, split_images, tmp
     image = image_path(image_id)
     # A held-out person's box: the crops the file was calibrated for (person boxes) and the
     # ones the fidelity bound is stated for. (A whole-image crop is another distribution;
-    # README "int8": whole-image calibration and use lose more.)
+    # docs/measurements.md "int8": whole-image calibration and use lose more.)
     box = np.array(split_images[2][image_id][0], dtype=float)
     out = tmp_path / "predicted"
     code, stdout, err = run_cli(

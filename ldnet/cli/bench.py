@@ -66,7 +66,7 @@ def register(subparsers) -> None:
         "--execution",
         choices=EXECUTIONS,
         default="auto",
-        help="LDConv's form in PyTorch (default auto: per layer and batch, see README); "
+        help="LDConv's form in PyTorch (default auto: per layer and batch, docs/model.md); "
         "exported graphs use the export's (fixed batch aggregate, dynamic mixture)",
     )
     parser.add_argument("--reference", default="hrnet_w32", help="ratio denominator")

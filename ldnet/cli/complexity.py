@@ -52,7 +52,7 @@ def register(subparsers) -> None:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print a JSON list of rows")
     output.add_argument(
-        "--markdown", action="store_true", help="print a Markdown table (the README's)"
+        "--markdown", action="store_true", help="print a Markdown table (as in docs/model.md)"
     )
     parser.set_defaults(run=run)
 

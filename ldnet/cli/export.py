@@ -61,7 +61,7 @@ def register(subparsers) -> None:
         choices=CALIBRATION_METHODS,
         default=DEFAULT_CALIBRATION_METHOD,
         help="how activation ranges are taken from the crops (default: percentile, which "
-        'clips the outliers MinMax keeps; README "int8")',
+        "clips the outliers MinMax keeps; docs/deploy.md)",
     )
     onnx.set_defaults(run=run)
 

@@ -20,7 +20,7 @@ and says per-channel weights on AVX2 / AVX-512 generally need reduce_range;
 x86 CPUs without VNNI. Reduce range keeps the U8S8 kernels and format this module was measured
 with, and it rules saturation out by construction: weights in [-64, 64], so a pair is at most
 255 * (64 + 64) = 32640 <= 32767. It costs one bit of weight precision on VNNI CPUs too, and
-a file cannot choose per CPU: it does not know where it will run (README "int8" has the
+a file cannot choose per CPU: it does not know where it will run (docs/deploy.md has the
 measured AP and speed). The choice is recorded in the file as ``ldnet.quantization``.
 """
 
@@ -45,11 +45,11 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANT_FORMATS = ("qdq", "qoperator")
 # The default: MinMax takes every outlier of thousands of crops into its ranges, percentile
 # (ONNX Runtime's 99.999th of |x|) clips them; on the demo checkpoint, calibrated on its
-# training images alone, int8 lost 0.0100 AP with MinMax and 0.0065 with percentile (README
-# "int8"). ONNX Runtime's histogram calibrators keep every activation of one collection in
-# memory, so calibration is collected one batch at a time (its `CalibStridedMinMax`), which
-# merges the histograms batch by batch: 0.9 GB for 2400 `ldnet_s` crops instead of 6.6 GB
-# for 256 in one collection.
+# training images alone, int8 lost 0.0100 AP with MinMax and 0.0065 with percentile
+# (docs/measurements.md). ONNX Runtime's histogram calibrators keep every activation of one
+# collection in memory, so calibration is collected one batch at a time (its
+# `CalibStridedMinMax`), which merges the histograms batch by batch: 0.9 GB for 2400 `ldnet_s`
+# crops instead of 6.6 GB for 256 in one collection.
 DEFAULT_CALIBRATION_METHOD = "percentile"
 # 7-bit weights, [-64, 64]: no pair of uint8 x int8 products can saturate ONNX Runtime's 16-bit
 # sums on x86-64 CPUs without VNNI (the module docstring). False is the former call.
@@ -141,7 +141,7 @@ def quantize_onnx(
     QDQ by default (float operators between QuantizeLinear /
     DequantizeLinear pairs, which ONNX Runtime fuses into QLinearConv and friends when it
     loads the file): on an AVX-512 VNNI CPU it ran ldnet_s at 1.29x the float graph at batch
-    8 where the QOperator form ran 1.21x, and lost less AP (README "int8"; 8-bit weights then).
+    8 where the QOperator form ran 1.21x, and lost less AP (docs/deploy.md; 8-bit weights then).
     Weights are 7-bit (``REDUCE_RANGE``, the module docstring says why).
     The float file's ``ldnet.*`` record is copied, with ``precision`` = int8,
     ``calibration`` (method and data) and ``quantization`` (format, types, weight range)

@@ -167,7 +167,7 @@ def resume_from(path, record: ModelRecord, model, optimizer, scaler, info) -> Pr
         str(path), model=record.model, num_joints=record.num_joints
     )
     # One line, not PyTorch's list of every mismatched tensor, when the preset's layers have
-    # changed since the checkpoint was written (README "The model").
+    # changed since the checkpoint was written (docs/model.md).
     load_weights_strict(unwrap(model), state, str(path), record.model)
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])

@@ -182,6 +182,15 @@ def count(model: nn.Module, input_size: tuple[int, int]) -> tuple[Complexity, Su
         for module in model.modules()
         if _summary_hooked(module, model)
     ]
+    # The official attention calls its two 1x1 convolutions, which the summary hooks count;
+    # ours runs the same arithmetic as matrix products in eager, so call the modules here.
+    attentions = {
+        module: module.as_matrix_products
+        for module in model.modules()
+        if isinstance(module, KernelAttention)
+    }
+    for attention in attentions:
+        attention.as_matrix_products = False
     was_training = model.training
     model.eval()
     image = torch.zeros(1, 3, *input_size, device=_device(model))
@@ -191,6 +200,8 @@ def count(model: nn.Module, input_size: tuple[int, int]) -> tuple[Complexity, Su
             model(image)
     finally:
         model.train(was_training)
+        for attention, as_matrix_products in attentions.items():
+            attention.as_matrix_products = as_matrix_products
         for handle in handles:
             handle.remove()
 

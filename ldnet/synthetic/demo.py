@@ -1,4 +1,4 @@
-"""The README's main job: synthetic data -> train -> official COCO evaluation -> pictures.
+"""The main job (`make demo`): synthetic data -> train -> official COCO evaluation -> pictures.
 
 Needs no dataset and no GPU. The synthetic people are stick figures with the 17 COCO
 keypoints (ldnet.synthetic); the numbers say the whole pipeline works and learns, not how
@@ -20,13 +20,13 @@ DEMO_DETECTIONS = "person_detection_results/COCO_val2017_detections_AP_H_56_pers
 
 
 # 24 epochs of 1200 images: 8.0 minutes for the whole demo on a 2-core AMD EPYC that trains
-# `ldnet_s` at about 145-170 samples/s (README "Demo"); AP grows about 0.01 per epoch there
-# (13: 0.41, 18: 0.46, 24: 0.51 on the held-out split with the detector's boxes).
+# `ldnet_s` at about 145-170 samples/s (docs/measurements.md); AP grows about 0.01 per epoch
+# there (13: 0.41, 18: 0.46, 24: 0.51 on the held-out split with the detector's boxes).
 DEMO_EPOCHS = 24
 
 
 def demo_config(data_root: Path, epochs: int, model: str) -> dict:
-    """The demo's recipe: what learns most in a few CPU minutes (README "Demo")."""
+    """The demo's recipe: what learns most in a few CPU minutes (docs/measurements.md)."""
     return {
         "name": "demo",
         "model": {"name": model},
