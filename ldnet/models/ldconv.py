@@ -63,8 +63,8 @@ class KernelAttention(nn.Module):
         # A plain attribute, not a buffer: the checkpoint record carries it (so that an
         # annealed model is tested with the temperature it was trained to).
         self.temperature = float(temperature)
-        # Eager runs fc1/fc2 as matrix products (below); `ldnet.models.complexity` turns this off so
-        # that the paper's counting, which hooks the two 1x1 convolutions, sees them called.
+        # Eager runs fc1/fc2 as matrix products (below); `ldnet.models.complexity` turns this
+        # off so that the paper's counting, which hooks the two 1x1 convolutions, sees them.
         self.as_matrix_products = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
