@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from ldconv_nets import spread
+from helpers import spread
 
 from ldnet.cli import main
 from ldnet.deploy.export import export_onnx, read_metadata

@@ -8,13 +8,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import training_checkpoint
 from onnx import TensorProto, helper
 
-from ldnet.checkpoint import CheckpointError, atomic_save
+from ldnet.checkpoint import CheckpointError
 from ldnet.cli import main
 from ldnet.config import config_from_dict, save_config
 from ldnet.data.transforms import box_to_center_scale
-from ldnet.engine.train import checkpoint_payload
 from ldnet.inference import (
     ModelRecord,
     PersonPrediction,
@@ -27,19 +27,7 @@ from ldnet.inference import (
     record_from_checkpoint,
     record_from_metadata,
 )
-from ldnet.models import build_model
 from ldnet.predict import PoseEstimator
-
-
-def write_checkpoint(path: Path, **config_values) -> Path:
-    """A random-init checkpoint written the way `ldnet train` writes it."""
-    torch.manual_seed(0)
-    config = config_from_dict(config_values)
-    model = build_model(config.model.name, 17 if config.data.dataset == "coco" else 16)
-    optimizer = torch.optim.Adam(model.parameters())
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
-    return atomic_save(checkpoint_payload(config, model, optimizer, scaler, 1, 1, 0.0), path)
-
 
 # -- the record -------------------------------------------------------------------------------
 
@@ -60,12 +48,12 @@ def test_record_round_trips_through_checkpoint_and_onnx_metadata():
 
 
 def test_checkpoint_of_a_training_run_records_the_configs_codec(tmp_path):
-    path = write_checkpoint(
-        tmp_path / "w.pt",
-        model={"name": "ldnet_s"},
-        data={"input_size": [64, 64], "sigma": 0.75},
-        test={"decoder": "msra"},
-    )
+    values = {
+        "model": {"name": "ldnet_s"},
+        "data": {"input_size": [64, 64], "sigma": 0.75},
+        "test": {"decoder": "msra"},
+    }
+    path = training_checkpoint(tmp_path / "w.pt", values)
     data = torch.load(path, weights_only=True)
     assert data["codec"] == {
         "name": "msra",
@@ -228,7 +216,7 @@ def test_predict_gives_the_keypoints_and_ap_of_test(tmp_path, capsys):
         "test": {"batch_size": 8, "use_gt_boxes": False},
     }
     values["test"]["detection_file"] = str(paths.val_detections.relative_to(paths.root))
-    checkpoint = write_checkpoint(tmp_path / "w.pt", **values)
+    checkpoint = training_checkpoint(tmp_path / "w.pt", values)
     save_config(config_from_dict(values), tmp_path / "config.yaml")
     assert main(["test", str(tmp_path / "config.yaml"), "--weights", str(checkpoint),
                  "--run-dir", str(tmp_path / "test"), "--quiet"]) == 0  # fmt: skip

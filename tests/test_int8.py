@@ -26,24 +26,18 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+from helpers import VAL2017, VAL_ANN, training_checkpoint
 from onnx import numpy_helper
 
-from ldnet.checkpoint import atomic_save
 from ldnet.cli import main
-from ldnet.config import config_from_dict
 from ldnet.data.dataset import prepare_crops
 from ldnet.data.images import read_image
 from ldnet.data.transforms import PIXEL_STD, box_to_center_scale
 from ldnet.deploy.export import read_metadata
-from ldnet.engine.train import checkpoint_payload
 from ldnet.inference import load_model
 from ldnet.inference.backends import onnx_session
-from ldnet.models import build_model
 from ldnet.predict import PoseEstimator
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-VAL2017 = SHARED / "coco-mini" / "images" / "val2017"
-VAL_ANN = SHARED / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
 SIZE = (64, 64)
 FIDELITY_BOUND = 0.10  # max |int8 - float| heatmap difference, as a fraction of the float peak
 # ONNX Runtime's uint8 x int8 kernels on x86-64 without VNNI (VPMADDUBSW) add each pair of
@@ -91,17 +85,10 @@ def unit_gain_weights(model: torch.nn.Module) -> None:
 
 
 def save_checkpoint(folder: Path, unit_gain: bool) -> Path:
-    torch.manual_seed(0)
-    config = config_from_dict(
-        {"model": {"name": "ldnet_s"}, "data": {"dataset": "coco", "input_size": list(SIZE)}}
+    values = {"model": {"name": "ldnet_s"}, "data": {"dataset": "coco", "input_size": list(SIZE)}}
+    return training_checkpoint(
+        folder / "ldnet_s.pt", values, prepare=unit_gain_weights if unit_gain else None
     )
-    model = build_model("ldnet_s", 17)
-    if unit_gain:
-        unit_gain_weights(model)
-    optimizer = torch.optim.Adam(model.parameters())
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
-    payload = checkpoint_payload(config, model, optimizer, scaler, 1, 10, 0.0)
-    return atomic_save(payload, folder / "ldnet_s.pt")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ gradients, temperature."""
 import pytest
 import torch
 import torch.nn.functional as F
-from ldconv_nets import spread
+from helpers import spread
 
 from ldnet.models.ldconv import (
     DynamicConv2d,

@@ -475,9 +475,9 @@ def blue_archive(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pose_weights(tmp_path_factory):
-    from test_predict import make_checkpoint
+    from helpers import random_checkpoint
 
-    return make_checkpoint(tmp_path_factory.mktemp("pose") / "random.pt")
+    return random_checkpoint(tmp_path_factory.mktemp("pose") / "random.pt")
 
 
 def blue_image(tmp_path):

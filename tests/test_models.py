@@ -4,7 +4,7 @@ and folds."""
 import pytest
 import torch
 import torch.nn.functional as F
-from ldconv_nets import spread
+from helpers import spread
 
 from ldnet.models import PRESETS, build_model
 from ldnet.models.blocks import BasicBlock, DWBlock, LDBlock

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from ldconv_nets import spread
+from helpers import spread
 
 from ldnet.cli import main
 from ldnet.deploy.export import export_onnx

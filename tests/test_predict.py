@@ -10,11 +10,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import VAL2017, VAL_ANN, VIDEO, random_checkpoint
 
 from ldnet.checkpoint import atomic_save
 from ldnet.cli import main
-from ldnet.config import config_from_dict
-from ldnet.engine.train import checkpoint_payload
 from ldnet.models import build_model
 from ldnet.predict import (
     BoxError,
@@ -30,29 +29,10 @@ from ldnet.predict import (
 )
 from ldnet.predict.writers import VideoWriter
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-VAL2017 = SHARED / "coco-mini" / "images" / "val2017"
-VAL_ANN = SHARED / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
-VIDEO = SHARED / "samples" / "video" / "posetrack18_000001.mp4"
-
-
-def make_checkpoint(path: Path, model_name="ldnet_s", dataset="coco", size=(64, 64)):
-    """A random-init checkpoint written the way `ldnet train` writes it."""
-    from ldnet.data.keypoints import KEYPOINT_SETS
-
-    torch.manual_seed(0)
-    config = config_from_dict(
-        {"model": {"name": model_name}, "data": {"dataset": dataset, "input_size": list(size)}}
-    )
-    model = build_model(model_name, KEYPOINT_SETS[dataset].num_joints)
-    optimizer = torch.optim.Adam(model.parameters())
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
-    return atomic_save(checkpoint_payload(config, model, optimizer, scaler, 1, 10, 0.0), path)
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("weights") / "random.pt")
+    return random_checkpoint(tmp_path_factory.mktemp("weights") / "random.pt")
 
 
 @pytest.fixture(scope="module")

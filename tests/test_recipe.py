@@ -8,17 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import SHARED, random_checkpoint
 from scipy.io import loadmat
 
-from ldnet.checkpoint import atomic_save
 from ldnet.cli import main
 from ldnet.config import ConfigError, config_from_dict, load_config, save_config
 from ldnet.data.dataset import TopDownDataset, worker_init_fn
 from ldnet.engine.data import check_test_files, detection_path, record_of
-from ldnet.engine.train import checkpoint_payload
-from ldnet.models import build_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLES = SHARED / "samples"
 COCO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "coco_ldnet_w32_256x192.yaml"
 DETECTIONS = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
@@ -97,17 +94,6 @@ def test_each_rank_draws_its_own_augmentation_stream(monkeypatch):
     np.testing.assert_array_equal(rank0, first_draws(0))  # and each is reproducible
 
 
-def random_checkpoint(path: Path, dataset: str, size) -> Path:
-    torch.manual_seed(0)
-    config = config_from_dict(
-        {"model": {"name": "ldnet_s"}, "data": {"dataset": dataset, "input_size": size}}
-    )
-    model = build_model("ldnet_s", 17 if dataset == "coco" else 16)
-    optimizer = torch.optim.Adam(model.parameters())
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
-    return atomic_save(checkpoint_payload(config, model, optimizer, scaler, 1, 1, 0.0), path)
-
-
 @pytest.mark.slow
 def test_coco_test_dev_style_image_info_writes_a_submission_and_skips_metrics(tmp_path, capsys):
     """COCO test-dev: image_info_test-dev2017.json has images but no annotations."""
@@ -115,7 +101,7 @@ def test_coco_test_dev_style_image_info_writes_a_submission_and_skips_metrics(tm
     info.pop("annotations")
     image_info = tmp_path / "image_info_test-dev2017.json"
     image_info.write_text(json.dumps(info))
-    weights = random_checkpoint(tmp_path / "w.pt", "coco", [64, 64])
+    weights = random_checkpoint(tmp_path / "w.pt", dataset="coco")
     config = tmp_path / "c.yaml"
     save_config(
         config_from_dict({"model": {"name": "ldnet_s"}, "data": {"input_size": [64, 64]}}),
@@ -143,7 +129,7 @@ def test_mpii_test_set_writes_pred_mat_and_skips_metrics(tmp_path, capsys):
         person.pop("joints_vis", None)
     test_json = tmp_path / "test.json"
     test_json.write_text(json.dumps(people))
-    weights = random_checkpoint(tmp_path / "w.pt", "mpii", [64, 64])
+    weights = random_checkpoint(tmp_path / "w.pt", dataset="mpii")
     config = tmp_path / "c.yaml"
     save_config(
         config_from_dict(

@@ -14,7 +14,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from test_predict import make_checkpoint
+from helpers import SHARED, random_checkpoint
 
 from ldnet.cli import main
 from ldnet.deploy.export import export_onnx
@@ -23,7 +23,6 @@ from ldnet.predict import HogPersonDetector, PoseEstimator, hog_available, oks_s
 from ldnet.serve.batching import MicroBatcher, QueueFull
 from ldnet.serve.process import ServerProcess
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VAL2017 = SHARED / "coco-mini" / "images" / "val2017"
 VAL_ANN = SHARED / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
 IMAGE_ID = 311002  # five person boxes, 640x427
@@ -38,7 +37,7 @@ def gt_boxes(image_id: int) -> list[list[float]]:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    return make_checkpoint(
+    return random_checkpoint(
         tmp_path_factory.mktemp("serve") / "ldnet_s.pt", "ldnet_s", size=INPUT_SIZE
     )
 

@@ -22,8 +22,8 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from helpers import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VAL2017 = SHARED / "coco-mini" / "images" / "val2017"
 VAL_ANN = SHARED / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
 VIDEO = SHARED / "samples" / "video" / "posetrack18_000001.mp4"

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from test_predict import make_checkpoint
+from helpers import random_checkpoint
 
 from ldnet.serve.linger import DRAIN_IDLE_S, DRAIN_MAX_BYTES, DRAIN_MAX_S
 from ldnet.serve.process import ServerProcess
@@ -27,7 +27,7 @@ SLACK_S = 3.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    weights = make_checkpoint(
+    weights = random_checkpoint(
         tmp_path_factory.mktemp("linger") / "ldnet_s.pt", "ldnet_s", size=(128, 96)
     )
     with ServerProcess(["--weights", weights, "--max-body-mb", BODY_LIMIT_MB]) as running:

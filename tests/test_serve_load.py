@@ -9,12 +9,11 @@ from pathlib import Path
 import cv2
 import httpx
 import pytest
-from test_predict import make_checkpoint
+from helpers import SHARED, random_checkpoint
 
 from ldnet.serve.loadgen import Call, run_load
 from ldnet.serve.process import ServerProcess
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 IMAGE = SHARED / "coco-mini" / "images" / "val2017" / "000000311002.jpg"
 CLIENTS, REQUESTS = 8, 320
 BODY_LIMIT_MB = 0.25
@@ -27,7 +26,7 @@ RSS_GROWTH_BOUND_MIB = 64
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("load") / "ldnet_s.pt"
-    return make_checkpoint(path, "ldnet_s", size=(128, 96))
+    return random_checkpoint(path, "ldnet_s", size=(128, 96))
 
 
 def small_jpeg() -> tuple[bytes, list[float]]:

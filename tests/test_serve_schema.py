@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
+from helpers import random_checkpoint
 from schemathesis.checks import CHECKS, load_all_checks
-from test_predict import make_checkpoint
 
 from ldnet.serve.app import create_app
 from ldnet.serve.contract import IMAGE_TYPES
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    weights = make_checkpoint(
+    weights = random_checkpoint(
         tmp_path_factory.mktemp("schema") / "ldnet_s.pt", "ldnet_s", size=(128, 96)
     )
     with ServerProcess(["--weights", weights]) as running:
