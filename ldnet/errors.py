@@ -11,3 +11,33 @@ from __future__ import annotations
 
 class LDNetError(Exception):
     """Bad input: the message names the input and the problem, on one line."""
+
+
+# The optional parts of the package (pyproject's extras) and what each holds: the core install
+# trains, tests, evaluates and predicts with PyTorch; `make install` installs them all.
+EXTRAS = {
+    "deploy": ("onnx", "onnxruntime"),
+    "serve": ("fastapi", "uvicorn", "multipart"),
+    "openvino": ("openvino",),
+    "tensorboard": ("tensorboard",),
+    "plot": ("matplotlib",),
+}
+
+
+class MissingExtra(LDNetError):
+    """A feature whose optional libraries (an extra of the package) are not installed."""
+
+
+def require_extra(extra: str, purpose: str) -> None:
+    """Raise ``MissingExtra`` (one line naming the extra and how to install it) unless every
+    library of ``extra`` imports; ``purpose`` says what needed it."""
+    import importlib
+
+    for module in EXTRAS[extra]:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise MissingExtra(
+                f"{purpose} needs the '{extra}' extra ({module} is not installed): "
+                f"pip install 'ldnet[{extra}]'"
+            ) from None

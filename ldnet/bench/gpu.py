@@ -31,7 +31,7 @@ from ldnet.bench.models import (
     speedups,
 )
 from ldnet.bench.timing import seconds_per_call
-from ldnet.engine.step import apply_gradients, forward_loss
+from ldnet.engine.step import adam, apply_gradients, forward_loss
 from ldnet.inference.backends import onnx_session
 from ldnet.models import build_model
 from ldnet.models.fuse import to_channels_last
@@ -192,7 +192,7 @@ def training_step(name: str, batch: int, plan: Plan, device: torch.device) -> Ca
     model = build_model(name, plan.num_joints).train().to(device)
     if _channels_last(device):
         model = to_channels_last(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = adam(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     images = _images(batch, plan, device)
     height, width = plan.input_size

@@ -259,7 +259,7 @@ def benchmark_training(
 ) -> list[BenchResult]:
     """Training samples/s: forward (all supervised outputs), heatmap loss, backward, Adam
     step, channels-last, on random tensors (the data pipeline is `ldnet bench data`)."""
-    from ldnet.engine.step import apply_gradients, forward_loss
+    from ldnet.engine.step import adam, apply_gradients, forward_loss
 
     torch.manual_seed(0)
     height, width = input_size
@@ -269,7 +269,7 @@ def benchmark_training(
     steps, forms = {}, {}
     for name in models:
         model = to_channels_last(build_model(name, num_joints).train())
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        optimizer = adam(model.parameters(), lr=1e-4)
 
         scaler = torch.amp.GradScaler("cpu", enabled=False)  # float32, as on the CPU
 

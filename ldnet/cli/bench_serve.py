@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ldnet.errors import require_extra
+
 from .common import CLIError, input_size, positive_int
 
 
@@ -55,6 +57,7 @@ def register_serve_bench(bench_subparsers) -> None:
 
 
 def run_serve_bench(args) -> int:
+    require_extra("serve", "ldnet bench serve")
     import tempfile
 
     from ldnet.bench.serve import bench_serve, random_weights

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ldnet.datasets import DATASETS
 from ldnet.deploy.int8 import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
+from ldnet.errors import require_extra
 
 from .common import CLIError, input_size, model_choice, positive_int
 
@@ -87,6 +88,7 @@ def parity(model, path: Path, input_size: tuple[int, int], batches=(1, 5)) -> di
 
 
 def run(args) -> int:
+    require_extra("deploy", "ldnet export")
     from ldnet.datasets import dataset_kind
     from ldnet.deploy.export import export_onnx
     from ldnet.inference import ModelRecord, load_model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ldnet.errors import require_extra
 from ldnet.files import atomic_path
 
 from .common import CLIError
@@ -26,6 +27,7 @@ def read_log(path: Path) -> tuple[list[dict], list[dict]]:
 
 
 def run(args) -> int:
+    require_extra("plot", "ldnet plot")
     import matplotlib
 
     matplotlib.use("Agg")

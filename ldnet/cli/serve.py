@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ldnet.datasets import DATASETS
+from ldnet.errors import require_extra
 from ldnet.inference.backends import BACKENDS
 
 from .common import CLIError, positive_int
@@ -80,6 +81,7 @@ def person_finder(args):
 
 
 def run(args) -> int:
+    require_extra("serve", "ldnet serve")
     import torch
 
     from ldnet.lineage.download import resolve_weights

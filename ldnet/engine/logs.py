@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
+
+from ldnet.errors import MissingExtra, require_extra
 
 FIELDS = ("epoch", "iteration", "loss", "lr", "samples_per_s", "metric_name", "metric")
 
@@ -21,10 +24,12 @@ class RunLog:
         self._tb = None
         if tensorboard:
             try:
+                require_extra("tensorboard", "TensorBoard logging")
+            except MissingExtra as missing:  # the CSV log still has every figure
+                print(f"note: {missing}; log.csv has every figure", file=sys.stderr)
+            else:
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard missing: the CSV log still has everything
-                SummaryWriter = None
-            if SummaryWriter is not None:
+
                 self._tb = SummaryWriter(str(run_dir / "tensorboard"))
 
     def train_step(self, epoch: int, iteration: int, loss: float, lr: float, rate: float):

@@ -32,7 +32,7 @@ from . import distributed
 from .data import check_test_files, record_of, test_dataset, train_dataset
 from .logs import RunLog
 from .runs import write_json_atomic
-from .step import apply_gradients, forward_loss
+from .step import adam, apply_gradients, forward_loss
 from .sync_bn import convert_to_cpu_sync_batchnorm
 from .test import predictor_for, score_dataset
 
@@ -79,8 +79,7 @@ def build_optimizer(config: ExperimentConfig, parameters) -> torch.optim.Optimiz
         return torch.optim.SGD(
             parameters, lr=train.lr, momentum=0.9, weight_decay=train.weight_decay
         )
-    optimizer_class = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
-    return optimizer_class(parameters, lr=train.lr, weight_decay=train.weight_decay)
+    return adam(parameters, train.lr, train.weight_decay, decoupled=train.optimizer == "adamw")
 
 
 def learning_rate(config: ExperimentConfig, epoch: int, iteration: int) -> float:

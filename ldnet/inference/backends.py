@@ -13,17 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ldnet.errors import LDNetError
+from ldnet.errors import MissingExtra, require_extra
 from ldnet.models.fuse import fuse_for_inference, to_channels_last
 
 BACKENDS = ("pytorch", "onnxruntime", "openvino")
-# OpenVINO is optional (`pip install ldnet[openvino]`); the versions it was measured and tested
-# with are bounded in pyproject.toml.
-OPENVINO_MISSING = "the openvino backend needs OpenVINO: pip install 'ldnet[openvino]'"
-
-
-class BackendUnavailable(LDNetError):
-    """A backend whose runtime is not installed."""
+# ONNX Runtime and OpenVINO are optional (the `deploy` and `openvino` extras); the versions
+# they were measured and tested with are bounded in pyproject.toml.
+BackendUnavailable = MissingExtra  # a backend whose runtime is not installed
 
 
 class TorchBackend:
@@ -55,6 +51,7 @@ def onnx_session(
     """An ONNX Runtime session as every `ldnet` command opens one (on the CPU unless
     ``provider`` says otherwise); with ``profile_prefix`` ONNX Runtime's own profiler records
     every operator (``tools/profile_onnx.py``)."""
+    require_extra("deploy", "running an ONNX file")
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -103,10 +100,9 @@ class OpenVinoBackend:
     name = "openvino"
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        try:
-            import openvino
-        except ImportError:
-            raise BackendUnavailable(OPENVINO_MISSING) from None
+        require_extra("openvino", "the openvino backend")
+        import openvino
+
         config = {
             "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
             "PERFORMANCE_HINT": "LATENCY",
@@ -146,11 +142,10 @@ class BatchSpecializedOnnxBackend:
     ):
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+        # Refused now, not at the first batch: the graphs are exported with onnx.
         if runtime == "openvino":
-            try:
-                import openvino  # noqa: F401  (refuse now, not at the first batch)
-            except ImportError:
-                raise BackendUnavailable(OPENVINO_MISSING) from None
+            require_extra("openvino", "the openvino backend")
+        require_extra("deploy", f"the {runtime} backend")
         self.name = runtime
         self.runtime = RUNTIMES[runtime]
         # A copy: each export folds BatchNorm afresh, and later changes to ``model`` (further

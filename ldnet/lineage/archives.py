@@ -12,7 +12,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from ldnet.errors import LDNetError
+from ldnet.errors import LDNetError, require_extra
 from ldnet.files import atomic_path
 
 SDK_NETWORK = "end2end.onnx"  # the file name MMDeploy's deploy.py gives the exported network
@@ -58,6 +58,7 @@ def unpack_network(archive_path: Path, target: Path) -> Path:
 def check_onnx(path: Path, source: str) -> None:
     """A file ONNX's checker accepts (a truncated or foreign file fails here, once, rather
     than in every later session)."""
+    require_extra("deploy", "a YOLOX person detector")
     import onnx
 
     try:

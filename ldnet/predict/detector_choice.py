@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ldnet.errors import MissingExtra, require_extra
 from ldnet.lineage.catalog import DEFAULT_DETECTOR, WeightsEntry, catalog, find
 from ldnet.lineage.download import (
     DownloadError,
@@ -92,11 +93,21 @@ def choose_detector(
     if spec is not None and entry is None:
         detector = OnnxPersonDetector(spec, **onnx_options)
         return ChosenDetector(detector, f"people: {detector.describe()}")
+    if spec is None:
+        try:  # the default runs in ONNX Runtime: a core install gets HOG
+            require_extra("deploy", "the YOLOX person detector")
+        except MissingExtra as missing:
+            return fallback(f"{missing}, then the default is {entry.name}", nms_iou, "core-install")
     if spec is None and not is_cached(entry, cache):
         try:  # the default, fetched now; a machine that cannot fetch gets HOG
             detector = _catalogue_detector(entry, cache, progress, onnx_options)
         except DownloadError as error:
-            return fallback(entry, str(error), nms_iou, cache)
+            why = "LDNET_OFFLINE is set" if offline() else f"it could not be fetched: {error}"
+            why_not = (
+                f"{entry.name} is not in {cache_dir(cache)} and {why}; `ldnet weights get "
+                f"{entry.name}` ({size_text(entry)}) gives the modern detector"
+            )
+            return fallback(why_not, nms_iou)
     else:
         detector = _catalogue_detector(entry, cache, progress, onnx_options)
     return ChosenDetector(detector, f"people: {detector.describe()}")
@@ -114,18 +125,14 @@ def _catalogue_detector(entry, cache, progress, onnx_options) -> OnnxPersonDetec
         raise
 
 
-def fallback(entry: WeightsEntry, reason: str, nms_iou: float | None, cache=None) -> ChosenDetector:
-    """HOG (or, in OpenCV 5, the whole image), with the line saying what to fetch instead."""
-    why = "LDNET_OFFLINE is set" if offline() else f"it could not be fetched: {reason}"
-    instead = (
-        f"{entry.name} is not in {cache_dir(cache)} and {why}; `ldnet weights get {entry.name}` "
-        f"({size_text(entry)}) gives the modern detector"
-    )
+def fallback(why_not: str, nms_iou: float | None, label: str = "offline") -> ChosenDetector:
+    """HOG (or, in OpenCV 5, the whole image), with the line saying why the default detector
+    does not run (``why_not``: the reason and what gives it; ``label``: which fallback)."""
     if not hog_available():
         return ChosenDetector(
             None,
-            f"people: none, each frame is taken as one person (no HOG in this OpenCV; {instead})",
+            f"people: none, each frame is taken as one person (no HOG in this OpenCV; {why_not})",
         )
     detector = HogPersonDetector(**({} if nms_iou is None else {"nms_iou": nms_iou}))
-    line = f"people: {detector.describe()}, the offline fallback: {instead}"
+    line = f"people: {detector.describe()}, the {label} fallback: {why_not}"
     return ChosenDetector(detector, line)
