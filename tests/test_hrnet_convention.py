@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import CLEAR_MARGIN, match_people
 from lineage_weights import seeded_weights
 
 from ldnet.checkpoint import atomic_save
@@ -44,9 +45,6 @@ from ldnet.predict import PoseEstimator
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hrnet_pipeline_keypoints.json"
 VAL2017 = Path(__file__).resolve().parents[2] / "shared/data/coco-mini/images/val2017"
-# A get_final_preds decision (argmax, sign of the maximum, quarter-offset signs) at least this
-# far from a tie cannot flip between two float32 runs (their heatmaps differ by ~6e-5).
-CLEAR_MARGIN = 1e-3
 SIZE = (256, 192)  # (height, width)
 # Centre (100, 50) and scale 0.96 x 1.28: 192 px of image across 192 px of input, zoom 1.
 CENTER, SCALE = np.array([100.0, 50.0]), np.array([0.96, 1.28])
@@ -294,21 +292,6 @@ def write_checkpoint(path: Path, convention: str, seed: int) -> Path:
         "state_dict": seeded_weights(model.state_dict(), seed),
     }
     return atomic_save(payload, path)
-
-
-def match_people(fixture_people, rows) -> list[tuple[dict, np.ndarray]]:
-    """Pair each reference person with the result row of its image nearest to it."""
-    pairs = []
-    for person in fixture_people:
-        candidates = [
-            np.array(row["keypoints"]).reshape(17, 3)
-            for row in rows
-            if row["image_id"] == person["image_id"]
-        ]
-        reference = np.array(person["keypoints"])
-        distance = [np.abs(c[:, :2] - reference).max() for c in candidates]
-        pairs.append((person, candidates[int(np.argmin(distance))]))
-    return pairs
 
 
 def test_predict_matches_hrnet_pipeline(tmp_path, capsys):

@@ -26,7 +26,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from helpers import VAL2017, VAL_ANN, training_checkpoint
+from helpers import VAL2017, VAL_ANN, only_line, run_cli, training_checkpoint
 from onnx import numpy_helper
 
 from ldnet.cli import main
@@ -47,18 +47,6 @@ INT16_MAX = 32767
 UINT8_MAX = 255
 # max |default int8 kernels - the same file with 16-bit u8s8 products|, a fraction of the peak
 SATURATION_BOUND = 0.2
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def only_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line]
-    assert len(lines) == 1, text
-    return lines[0]
 
 
 def person_boxes() -> dict[int, list[list[float]]]:

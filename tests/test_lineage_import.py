@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import import_then_predict_differences, match_people, only_line, run_cli
 from lineage_weights import seeded_weights
 
 from ldnet.checkpoint import CheckpointError, atomic_save, load_checkpoint
-from ldnet.cli import main
 from ldnet.inference import load_model
 from ldnet.lineage.hrnet_names import name_map
 from ldnet.lineage.importer import import_checkpoint, write_imported
@@ -108,18 +108,6 @@ def files(official, tmp_path_factory):
         else:
             atomic_save(contents, folder / name)
     return folder
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, text
-    return lines[0]
 
 
 # -- names --------------------------------------------------------------------------------------
@@ -230,7 +218,7 @@ def test_foreign_file_without_model_and_input_says_what_to_add(files, tmp_path, 
         capsys, "predict", photo, "--weights", files / "official.pth", "--output", tmp_path / "out"
     )
     assert code == 2 and not (tmp_path / "out").exists()
-    assert "official.pth: an official HRNet state dict, not an ldnet checkpoint" in one_line(err)
+    assert "official.pth: an official HRNet state dict, not an ldnet checkpoint" in only_line(err)
 
 
 # -- bad input: one line naming the file, exit 2, nothing written --------------------------------
@@ -324,7 +312,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(files, official, tmp_p
             *options,
         )
         assert code == 2, (source, out, err)
-        assert message in one_line(err), err
+        assert message in only_line(err), err
         assert not output.exists() and not list((tmp_path / "out").glob("*"))
     assert not (tmp_path / "pwned").exists()
 
@@ -438,41 +426,14 @@ def test_official_file_gives_hrnet_pipeline_keypoints(official, tmp_path, capsys
     pipeline (its fixture) with an ldnet checkpoint of the seeded weights; here the same
     weights arrive as the reference saves them: through ``ldnet weights import`` into
     ``ldnet predict``, and as they are into ``ldnet test``."""
-    from test_hrnet_convention import CLEAR_MARGIN, match_people
-
     fixture = json.loads(PIPELINE.read_text())
     assert fixture["seed"] == int(np.load(REFERENCE)["weight_seed"])  # the same weights
-    people = fixture["people"]
-    clear = np.array([p["margins"] for p in people]) >= CLEAR_MARGIN
-    images = tmp_path / "images"
-    images.mkdir()
-    for name in {p["file_name"] for p in people}:
-        (images / name).symlink_to(VAL2017 / name)
-    detections = tmp_path / "boxes.json"
-    boxes = [
-        {"image_id": p["image_id"], "category_id": 1, "bbox": p["bbox"], "score": 1.0}
-        for p in people
-    ]
-    detections.write_text(json.dumps(boxes))
     source = tmp_path / "pose_hrnet_w32_256x192.pth"
     atomic_save(as_layout(official, "hrnet"), source)
-    imported = tmp_path / "hrnet_w32_coco_256x192.pt"
-    code, _, err = run_cli(
-        capsys, "weights", "import", source, "--model", "hrnet_w32", "--input", "256x192",
-        "--output", imported,
-    )  # fmt: skip
-    assert code == 0, err
-    out = tmp_path / "out"
-    code, _, err = run_cli(
-        capsys, "predict", images, "--weights", imported, "--detections", detections,
-        "--decoder", "msra", "--output", out, "--no-overlay", "--quiet", "--threads", "2",
-    )  # fmt: skip
-    assert code == 0, err
-    rows = json.loads((out / "results.json").read_text())
-    assert len(rows) == len(people)
-    ours = np.stack([row for _, row in match_people(people, rows)])
-    reference = np.array([p["keypoints"] for p in people])
-    difference = np.abs(ours[..., :2] - reference).max(axis=-1)
+    people = fixture["people"]
+    difference, clear, ours = import_then_predict_differences(
+        capsys, tmp_path, people, source, "hrnet_w32"
+    )
     assert clear.sum() >= 80 and difference[clear].max() <= 0.05
     np.testing.assert_allclose(ours[..., 2], [p["scores"] for p in people], atol=1e-3)
 
@@ -480,7 +441,7 @@ def test_official_file_gives_hrnet_pipeline_keypoints(official, tmp_path, capsys
     config = Path(__file__).resolve().parents[1] / "configs" / "coco_hrnet_w32_256x192.yaml"
     code, _, err = run_cli(
         capsys, "test", config, "test.decoder=msra", "data.workers=0", "--weights", source,
-        "--detections", detections, "--ann", VAL2017.parents[1] / "annotations" /
+        "--detections", tmp_path / "boxes.json", "--ann", VAL2017.parents[1] / "annotations" /
         "person_keypoints_val2017.json", "--images", VAL2017, "--run-dir", tmp_path / "test",
         "--quiet", "--json",
     )  # fmt: skip
@@ -488,4 +449,5 @@ def test_official_file_gives_hrnet_pipeline_keypoints(official, tmp_path, capsys
     rows = json.loads((tmp_path / "test" / "results.json").read_text())
     assert len(rows) == len(people)
     tested = np.stack([row for _, row in match_people(people, rows)])
+    reference = np.array([p["keypoints"] for p in people])
     assert np.abs(tested[..., :2] - reference).max(axis=-1)[clear].max() <= 0.05

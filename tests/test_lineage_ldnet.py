@@ -15,16 +15,17 @@ in the last bits); the tool measured float32 at 256x192 against the official cod
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import import_then_predict_differences, only_line, run_cli
 from lineage_weights import ldnet_input, seeded_ldnet_weights
 
 from ldnet.checkpoint import CheckpointError, atomic_save, load_checkpoint
-from ldnet.cli import main
 from ldnet.inference import ModelRecord, load_model, record_from_checkpoint, record_from_metadata
 from ldnet.lineage.importer import import_checkpoint
 from ldnet.lineage.initial import load_initial_weights
@@ -104,18 +105,6 @@ def relative_difference(model: torch.nn.Module, preset: str, samples: int = 3) -
         ours = model.double().eval()(crops[:samples])[:, :, ::stride, ::stride].numpy()
     assert ours.shape == expected.shape
     return float(np.abs(ours - expected).max()) / scale
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, text
-    return lines[0]
 
 
 # -- names ----------------------------------------------------------------------------------
@@ -248,7 +237,7 @@ def test_official_file_without_model_names_its_preset(tmp_path, capsys):
         capsys, "predict", photo, "--weights", path, "--output", tmp_path / "out"
     )
     assert code == 2 and not (tmp_path / "out").exists()
-    assert "final_state.pth: an official LDNet checkpoint, not an ldnet" in one_line(err)
+    assert "final_state.pth: an official LDNet checkpoint, not an ldnet" in only_line(err)
 
 
 def test_official_file_initialises_training(tmp_path):
@@ -352,7 +341,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
             "256x192", "--output", output, *options,
         )  # fmt: skip
         assert code == 2, (name, out, err)
-        assert message in one_line(err), err
+        assert message in only_line(err), err
         assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
 
 
@@ -366,7 +355,7 @@ def test_temperature_goes_with_a_kernel_attention(tmp_path, capsys):
     )  # fmt: skip
     assert code == 2
     assert "an official HRNet state dict holds HRNet weights, which only model 'hrnet_w32'" in (
-        one_line(err)
+        only_line(err)
     )
     with pytest.raises(SystemExit) as stopped:  # argparse's own exit
         run_cli(
@@ -381,7 +370,7 @@ def test_temperature_goes_with_a_kernel_attention(tmp_path, capsys):
     )  # fmt: skip
     assert code == 2
     assert "hrnet.pth: model 'hrnet_w32' has no kernel attention, so no temperature" in (
-        one_line(err)
+        only_line(err)
     )
     assert not (tmp_path / "x.pt").exists()
 
@@ -412,44 +401,15 @@ def test_official_file_gives_hrnet_pipeline_keypoints(tmp_path, capsys):
     official LDNet's, a fork of it) with the official model and these seeded weights on
     COCO-MINI val2017 people; here the weights arrive as the official code saves them,
     through ``ldnet weights import`` into ``ldnet predict``."""
-    import json
-
-    from test_hrnet_convention import CLEAR_MARGIN, match_people
-
     fixture = json.loads(PIPELINE.read_text())
     assert fixture["model"] == "ldnet_w32"
     assert fixture["seed"] == int(np.load(REFERENCE)["weight_seed"])  # the same weights
-    people = fixture["people"]
-    clear = np.array([p["margins"] for p in people]) >= CLEAR_MARGIN
-    images = tmp_path / "images"
-    images.mkdir()
-    for name in {p["file_name"] for p in people}:
-        (images / name).symlink_to(VAL2017 / name)
-    detections = tmp_path / "boxes.json"
-    boxes = [
-        {"image_id": p["image_id"], "category_id": 1, "bbox": p["bbox"], "score": 1.0}
-        for p in people
-    ]
-    detections.write_text(json.dumps(boxes))
     source = write_official(
         official_weights("ldnet_w32"), tmp_path / "checkpoint.pth", wrapped=True, legacy=True
     )
-    imported = tmp_path / "ldnet_w32_coco_256x192.pt"
-    code, _, err = run_cli(
-        capsys, "weights", "import", source, "--model", "ldnet_w32", "--input", "256x192",
-        "--output", imported,
-    )  # fmt: skip
-    assert code == 0, err
-    out = tmp_path / "out"
-    code, _, err = run_cli(
-        capsys, "predict", images, "--weights", imported, "--detections", detections,
-        "--decoder", "msra", "--output", out, "--no-overlay", "--quiet", "--threads", "2",
-    )  # fmt: skip
-    assert code == 0, err
-    rows = json.loads((out / "results.json").read_text())
-    assert len(rows) == len(people)
-    ours = np.stack([row for _, row in match_people(people, rows)])
-    reference = np.array([p["keypoints"] for p in people])
-    difference = np.abs(ours[..., :2] - reference).max(axis=-1)
+    people = fixture["people"]
+    difference, clear, ours = import_then_predict_differences(
+        capsys, tmp_path, people, source, "ldnet_w32"
+    )
     assert clear.sum() >= 80 and difference[clear].max() <= 0.05  # 7.9e-5 px measured
     np.testing.assert_allclose(ours[..., 2], [p["scores"] for p in people], atol=2e-3)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import VAL2017, VAL_ANN, VIDEO, random_checkpoint
+from helpers import VAL2017, VAL_ANN, VIDEO, only_line, random_checkpoint, run_cli
 
 from ldnet.checkpoint import atomic_save
 from ldnet.cli import main
@@ -38,18 +38,6 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def estimator(checkpoint):
     return PoseEstimator.from_weights(checkpoint)
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def only_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line]
-    assert len(lines) == 1, text
-    return lines[0]
 
 
 # -- PoseEstimator --------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import EvaluationInputError, _check_mpii_array
+from .results import EvaluationInputError, _check_mpii_array, read_mat
 
 HEAD_SIZE_FACTOR = 0.6  # HRNet's SC_BIAS: head size = 0.6 x head-box diagonal
 PCKH_THRESHOLD = 0.5
@@ -80,17 +80,8 @@ def _joint_names(dataset_joints) -> tuple[str, ...]:
 
 def load_mpii_gt(path: str | os.PathLike) -> MPIIGroundTruth:
     """Read ``gt_valid.mat``; raise ``EvaluationInputError`` naming the file and the problem."""
-    from scipy.io import loadmat
-
     path = Path(path)
-    if not path.is_file():
-        raise EvaluationInputError(f"annotation file {path} does not exist")
-    try:
-        mat = loadmat(str(path))
-    except Exception as error:  # scipy raises several types for non-MAT input
-        raise EvaluationInputError(
-            f"annotation file {path} is not a MATLAB .mat file (expected gt_valid.mat): {error}"
-        ) from None
+    mat = read_mat(path, "annotation file", " (expected gt_valid.mat)")
     fields = ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src")
     absent = [field for field in fields if field not in mat]
     if absent:

@@ -143,6 +143,21 @@ def write_mpii_pred_mat(path: str | os.PathLike, preds_px: np.ndarray) -> None:
         savemat(f, {"preds": preds + 1.0})
 
 
+def read_mat(path: Path, what: str, expected: str = "") -> dict:
+    """A MATLAB file's variables; raise ``EvaluationInputError`` naming ``what`` (e.g.
+    "results file") and the problem when it is missing or not a .mat file."""
+    from scipy.io import loadmat
+
+    if not path.is_file():
+        raise EvaluationInputError(f"{what} {path} does not exist")
+    try:
+        return loadmat(str(path))
+    except Exception as error:  # scipy raises several types for non-MAT input
+        raise EvaluationInputError(
+            f"{what} {path} is not a MATLAB .mat file{expected}: {error}"
+        ) from None
+
+
 def read_mpii_preds(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     """Load MPII predictions: ``(preds (N, 16, 2), one_based)``.
 
@@ -156,16 +171,7 @@ def read_mpii_preds(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
         if isinstance(data, dict) and "preds" in data:
             data = data["preds"]
         return _check_mpii_array(data, f"results file {path}"), False
-    if not path.is_file():
-        raise EvaluationInputError(f"results file {path} does not exist")
-    from scipy.io import loadmat
-
-    try:
-        mat = loadmat(str(path))
-    except Exception as error:  # scipy raises several types for non-MAT input
-        raise EvaluationInputError(
-            f"results file {path} is not a MATLAB .mat file: {error}"
-        ) from None
+    mat = read_mat(path, "results file")
     if "preds" not in mat:
         raise EvaluationInputError(f"results file {path} has no 'preds' field (HRNet pred.mat)")
     return _check_mpii_array(mat["preds"], f"results file {path}"), True
