@@ -17,7 +17,7 @@ class LDNetError(Exception):
 # trains, tests, evaluates and predicts with PyTorch; `make install` installs them all.
 EXTRAS = {
     "deploy": ("onnx", "onnxruntime"),
-    "serve": ("fastapi", "uvicorn", "multipart"),
+    "serve": ("fastapi", "uvicorn", "python_multipart"),
     "openvino": ("openvino",),
     "tensorboard": ("tensorboard",),
     "plot": ("matplotlib",),
