@@ -28,6 +28,18 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         temporary.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(folder: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
+    """Delete what ``atomic_path`` left for ``names`` in ``folder`` when its process was killed
+    mid-write (SIGKILL runs no cleanup): a resumed run must not accumulate them. Call only
+    while no other process writes there. Returns what was removed."""
+    removed = []
+    for name in names:
+        for stale in Path(folder).glob(f".{name}.*"):
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -241,7 +241,9 @@ def test_ddp_two_processes_match_one_process(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(tmp_path):
-    config = tiny_config(tmp_path, epochs=3, max_iters_per_epoch=6, batch_size=2)
+    # Epochs of 40 steps (~1 s of `ldnet_s`): the kill lands well inside epoch 2, not in its
+    # checkpoint write or after it.
+    config = tiny_config(tmp_path, epochs=3, max_iters_per_epoch=40, batch_size=2)
     run_dir = tmp_path / "run"
     command = [
         sys.executable,
@@ -266,16 +268,18 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
             row.startswith("2,") for row in (run_dir / "log.csv").read_text().splitlines()
         ):
             break
-        time.sleep(0.2)
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     state = torch.load(run_dir / "last.pt", weights_only=True)
     assert state["epoch"] == 1
+    # What a kill during a checkpoint write leaves (atomic_path's temporary): removed on resume.
+    (run_dir / ".last.pt.x1y2z3.pt").write_bytes(b"half a checkpoint")
     resumed = run_ldnet("train", str(config), "--run-dir", str(run_dir), "--quiet")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from {run_dir / 'last.pt'} after epoch 1" in resumed.stdout
     final = load_checkpoint(run_dir / "last.pt")
-    assert final["epoch"] == 3 and final["iteration"] == 18
+    assert final["epoch"] == 3 and final["iteration"] == 120
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
 
 

@@ -22,6 +22,7 @@ from ldnet.checkpoint import atomic_save, load_checkpoint, load_weights_strict
 from ldnet.config import ExperimentConfig, config_to_dict, save_config
 from ldnet.data.dataset import before_forking_workers, worker_init_fn
 from ldnet.errors import LDNetError
+from ldnet.files import remove_stale_temporaries
 from ldnet.inference import ModelRecord, record_from_checkpoint
 from ldnet.lineage.initial import describe_initial_weights, load_initial_weights
 from ldnet.models import attention_temperature, build_model, set_attention_temperature
@@ -242,6 +243,10 @@ def validate(config, model, record, val_set, device, progress=True) -> dict[str,
     return metrics
 
 
+# What a run writes into its folder, each atomically (``remove_stale_temporaries``).
+RUN_FILES = ("last.pt", "best.pt", "metrics.json", "config.yaml")
+
+
 def save(session: Session, progress: Progress, main_metric: str) -> None:
     """``last.pt`` always, ``best.pt`` when the main metric improved, ``metrics.json``."""
     run_dir = session.run_dir
@@ -278,6 +283,8 @@ def train(
     record = record_of(config)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # A run killed while writing a checkpoint leaves its temporary file beside it.
+        remove_stale_temporaries(run_dir, RUN_FILES)
         save_config(config, run_dir / "config.yaml")
     loader = build_loader(config, info)
     model = build_network(config, record, info, initialise=not resume)
