@@ -43,10 +43,11 @@ def test_results_name_the_ldconv_forms_that_ran():
         backends=["pytorch", "onnxruntime-dynamic"],
     )  # fmt: skip
     forms = {(r.backend, r.model, r.batch): r.execution for r in results}
-    # Batch 1: plain convolutions with the mixed kernels. Batch 2 in inference: the 1/32 map
-    # of a 64x64 crop (2x2, 128 channels) is the one tiny wide map "auto" runs as a mixture.
+    # Batch 1: plain convolutions with the mixed kernels. Batch 2 in inference: the three
+    # 3x3 LDConvs on maps of at most 64 pixels (8x8, 4x4, 2x2) run as patches, twice each;
+    # the 16x16 branch and the refinement module's two run grouped.
     assert forms[("pytorch", "ldnet_s", 1)] == "aggregate"
-    assert forms[("pytorch", "ldnet_s", 2)] == "aggregate 8 + mixture 2"
+    assert forms[("pytorch", "ldnet_s", 2)] == "aggregate 4 + patches 6"
     assert forms[("onnxruntime", "ldnet_s", 2)] == "aggregate"
     assert forms[("onnxruntime-dynamic", "ldnet_s", 1)] == "mixture"
     assert {forms[(b, "hrnet_w32", 1)] for b in ("pytorch", "onnxruntime-dynamic")} == {"-"}

@@ -74,9 +74,9 @@ def test_without_cuda_one_line_exit_0_and_a_well_formed_report(tmp_path):
     assert environment["device_name"] is None and environment["device_count"] == 0
     assert environment["torch"] == __import__("torch").__version__
     # Every GPU figure is listed, none has a value: for ldnet_w32 training 32, 2 dtypes x
-    # (3 executions + compiled auto) x batch 1/64, ORT x 1/64; for HRNet 1 execution.
+    # (4 executions + compiled auto) x batch 1/64, ORT x 1/64; for HRNet 1 execution.
     rows = report["benchmark"]["rows"]
-    assert len(rows) == (1 + 2 * 4 * 2 + 2) + (1 + 2 * 2 * 2 + 2)
+    assert len(rows) == (1 + 2 * 5 * 2 + 2) + (1 + 2 * 2 * 2 + 2)
     assert {r["status"] for r in rows} == {UNMEASURED}
     assert all(r[k] is None for r in rows for k in ("images_per_s", "peak_memory_mib"))
     assert {r["backend"] for r in rows} == set(Plan().backends("cuda"))
@@ -86,7 +86,7 @@ def test_without_cuda_one_line_exit_0_and_a_well_formed_report(tmp_path):
     assert self_check["device"] == "cpu" and self_check["onnxruntime"].startswith("measured")
     assert [(r["backend"], r["model"], r["batch"]) for r in self_check["rows"]] == self_cases
     assert {r["execution"] for r in self_check["rows"] if r["model"] == "ldnet_s"} == {
-        "aggregate", "mixture", "auto"
+        "aggregate", "patches", "mixture", "auto"
     }  # fmt: skip
     assert len(self_check["fastest"]) == 4  # 2 models x batch 1/2
     for row in self_check["rows"]:
@@ -157,7 +157,7 @@ def test_the_gpu_plan_covers_every_execution_dtype_and_compile():
     cases = Plan().cases("cuda")
     ours = {backend for backend, model, _ in cases if model == "ldnet_w32"}
     for dtype in ("float32", "float16"):
-        for execution in ("aggregate", "mixture", "auto"):
+        for execution in ("aggregate", "patches", "mixture", "auto"):
             assert f"pytorch-{dtype}-{execution}" in ours
         assert f"pytorch-{dtype}-auto-compile" in ours
     assert {"pytorch-train-amp", "onnxruntime-cuda-float32"} <= ours

@@ -10,28 +10,41 @@ from ldnet.models.ldconv import (
     DynamicConv2d,
     KernelAttention,
     attention_width,
+    executions_run,
     set_attention_temperature,
     set_ldconv_execution,
 )
+from ldnet.models.fuse import banks_to_channels_last
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("kernel_size", [1, 3, 9])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_aggregate_and_mixture_executions_agree(kernel_size, stride, channels_last):
+@pytest.mark.parametrize("bank_layout", ["created", "channels-last"])
+def test_every_execution_computes_the_same_function(
+    kernel_size, stride, channels_last, bank_layout
+):
     torch.manual_seed(0)
     conv = spread(DynamicConv2d(6, 10, kernel_size, stride=stride, execution="aggregate"))
     x = torch.randn(3, 6, 17, 13)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        aggregate = conv(x)
-        conv.execution = "mixture"
-        mixture = conv(x)
-    assert aggregate.shape == (3, 10, (17 - 1) // stride + 1, (13 - 1) // stride + 1)
-    scale = aggregate.abs().max()
+        reference = conv(x)  # created bank order, NCHW input
+        if bank_layout == "channels-last":
+            banks_to_channels_last(conv)
+            assert conv.bank_is_channels_last() == (kernel_size > 1)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        outputs = {}
+        for execution in ("aggregate", "patches", "mixture"):
+            conv.execution = execution
+            outputs[execution] = conv(x)
+            outputs[execution + " at batch 1"] = conv(x[1:2])
+    assert reference.shape == (3, 10, (17 - 1) // stride + 1, (13 - 1) // stride + 1)
+    scale = reference.abs().max()
     assert scale > 0.1
-    assert torch.allclose(aggregate, mixture, atol=1e-5 * scale, rtol=0)
+    for name, out in outputs.items():
+        expected = reference[1:2] if name.endswith("batch 1") else reference
+        assert torch.allclose(out, expected, atol=1e-5 * scale, rtol=0), name
 
 
 def test_matches_per_sample_reference():
@@ -57,7 +70,7 @@ def test_matches_per_sample_reference():
         assert (weights.max(dim=1).values > 0.3).all()  # the spread attention is not uniform
 
 
-@pytest.mark.parametrize("execution", ["aggregate", "mixture", "auto"])
+@pytest.mark.parametrize("execution", ["aggregate", "patches", "mixture", "auto"])
 def test_batch_of_three_equals_each_alone(execution):
     torch.manual_seed(2)
     conv = spread(DynamicConv2d(8, 8, 3, execution=execution))
@@ -80,7 +93,7 @@ def test_different_inputs_get_different_kernels():
     assert (kernels[0] - kernels[1]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("execution", ["aggregate", "mixture"])
+@pytest.mark.parametrize("execution", ["aggregate", "patches", "mixture"])
 def test_gradients_reach_every_kernel_and_the_attention(execution):
     torch.manual_seed(4)
     conv = DynamicConv2d(8, 8, 3, num_kernels=4, execution=execution).train()
@@ -140,46 +153,75 @@ def test_temperature_sharpens_attention():
     assert sharp.max() > soft.max()
 
 
-def test_auto_runs_the_mixture_only_on_several_samples_of_a_tiny_wide_map():
+def test_auto_picks_per_shape_batch_and_grad_mode():
+    """Batch 1: one plain convolution. Inference: the patches on tiny maps, grouped elsewhere.
+    Training: the mixture on tiny wide maps, grouped elsewhere."""
     from ldnet.models.ldconv import (
-        MIXTURE_MAX_PIXELS_INFERENCE,
         MIXTURE_MAX_PIXELS_TRAINING,
         MIXTURE_MIN_CHANNELS,
+        PATCHES_MAX_PIXELS,
     )
 
     torch.manual_seed(0)
     wide = MIXTURE_MIN_CHANNELS
     conv = spread(DynamicConv2d(wide, 16, 3))
     assert conv.execution == "auto"
-    # `ldnet_w32`'s 1/32 map (8x6) trains as a mixture and infers as aggregated kernels.
-    assert MIXTURE_MAX_PIXELS_INFERENCE < 8 * 6 <= MIXTURE_MAX_PIXELS_TRAINING
-    assert conv.prefers_mixture(torch.zeros(2, wide, 8, 6))  # gradients flow
-    with torch.no_grad():
-        assert not conv.prefers_mixture(torch.zeros(2, wide, 8, 6))
-        assert conv.prefers_mixture(torch.zeros(2, wide, 4, 3))
-    conv.weight.requires_grad_(False)  # frozen: no backward to speed up
-    assert not conv.prefers_mixture(torch.zeros(2, wide, 8, 6))
-    conv.weight.requires_grad_(True)
-    assert conv.prefers_mixture(torch.zeros(2, wide, 4, 3))
-    assert not conv.prefers_mixture(torch.zeros(1, wide, 4, 3))  # batch 1: a plain conv
-    assert not conv.prefers_mixture(torch.zeros(2, wide, 8, 7))  # 56 pixels
+    # `ldnet_w32` at 256x192: its 1/32 map (8x6) trains as a mixture, its 1/16 map (16x12)
+    # grouped; both infer as patches; its 1/8 map (32x24) and larger run grouped.
+    assert 8 * 6 <= MIXTURE_MAX_PIXELS_TRAINING < 16 * 12 <= PATCHES_MAX_PIXELS < 32 * 24
+    assert conv.auto_execution(torch.zeros(2, wide, 8, 6)) == "mixture"  # gradients flow
+    assert conv.auto_execution(torch.zeros(2, wide, 16, 12)) == "aggregate"
+    assert conv.auto_execution(torch.zeros(1, wide, 8, 6)) == "aggregate"  # batch 1
     narrow = DynamicConv2d(wide // 2, 16, 3)
-    assert not narrow.prefers_mixture(torch.zeros(2, wide // 2, 4, 3))
-    # forward follows the rule: the mixture on the tiny wide map, the aggregate form at batch 1.
-    ran = []
-    original = conv._forward_mixture
-    conv._forward_mixture = lambda *args: ran.append("mixture") or original(*args)
+    assert narrow.auto_execution(torch.zeros(2, wide // 2, 8, 6)) == "aggregate"
     with torch.no_grad():
-        conv(torch.randn(2, wide, 4, 3))
-        conv(torch.randn(1, wide, 4, 3))
-    assert ran == ["mixture"]
-    del conv._forward_mixture
-    # Whichever it runs, it is the same function as both explicit executions.
-    x = torch.randn(3, wide, 4, 3)
+        assert conv.auto_execution(torch.zeros(2, wide, 8, 6)) == "patches"
+        assert conv.auto_execution(torch.zeros(2, wide, 16, 12)) == "patches"
+        assert narrow.auto_execution(torch.zeros(2, wide // 2, 16, 12)) == "patches"
+        assert conv.auto_execution(torch.zeros(2, wide, 32, 24)) == "aggregate"
+        assert conv.auto_execution(torch.zeros(1, wide, 8, 6)) == "aggregate"
+        assert DynamicConv2d(17, 17, 1).auto_execution(torch.zeros(2, 17, 4, 3)) == "aggregate"
+    conv.weight.requires_grad_(False)  # frozen: no backward to speed up
+    assert conv.auto_execution(torch.zeros(2, wide, 8, 6)) == "patches"
+    conv.weight.requires_grad_(True)
+    # forward runs what the rule says, and it is the same function as the explicit forms.
+    ran = []
+    for form in ("patches", "mixture", "aggregate"):
+        original = getattr(conv, f"_forward_{form}")
+        setattr(conv, f"_forward_{form}", lambda *a, f=form, o=original: ran.append(f) or o(*a))
+    x = torch.randn(3, wide, 8, 6)
     with torch.no_grad():
         auto = conv(x)
+        conv(x[:1])
+    conv(x)
+    assert ran == ["patches", "aggregate", "mixture"]
+    assert executions_run(conv, x) == {"mixture": 1}
+    with torch.no_grad():
+        assert executions_run(conv, x) == {"patches": 1}
         conv.execution = "aggregate"
         aggregate = conv(x)
     scale = aggregate.abs().max()
     assert scale > 0.1
     assert torch.allclose(auto, aggregate, atol=1e-5 * scale, rtol=0)
+
+
+def test_fused_model_mixes_channels_last_kernels_without_a_copy():
+    """After fuse_for_inference the banks sit channels-last: the mixed kernel of a batch-1
+    call is a channels-last view of the mixing's output, and the model's output is unchanged."""
+    from ldnet.models import build_model
+    from ldnet.models.fuse import fuse_for_inference
+
+    torch.manual_seed(0)
+    model = build_model("ldnet_s").eval()
+    fused = fuse_for_inference(model)
+    convs = [m for m in fused.modules() if isinstance(m, DynamicConv2d)]
+    assert all(c.bank_is_channels_last() == (c.kernel_size > 1) for c in convs)
+    conv = next(c for c in convs if c.kernel_size == 3)
+    with torch.no_grad():
+        kernels = conv.aggregated_kernels(torch.softmax(torch.randn(1, 4), 1))
+        assert kernels.is_contiguous(memory_format=torch.channels_last)
+        assert not kernels.is_contiguous()
+        x = torch.randn(2, 3, 128, 96)
+        expected = model(x)
+        got = fused(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, expected, atol=1e-4 * expected.abs().max(), rtol=0)

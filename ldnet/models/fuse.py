@@ -74,18 +74,40 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
             else:
                 continue
             module[index + 1] = nn.Identity()
-    return fused
+    return banks_to_channels_last(fused)
 
 
 @torch.no_grad()
 def to_channels_last(model: nn.Module) -> nn.Module:
     """``model`` with its 4-D weights in channels-last memory (in place), as
-    ``model.to(memory_format=torch.channels_last)`` would do, which refuses LDConv's 5-D
-    kernel banks (K, out, in, k, k): those stay as they are (they are mixed, not convolved)."""
+    ``model.to(memory_format=torch.channels_last)`` would do (which refuses 5-D tensors),
+    LDConv's kernel banks (5-D) left as they are (see ``banks_to_channels_last``)."""
     for module in model.modules():
         for _name, tensor in list(module.named_parameters(recurse=False)) + list(
             module.named_buffers(recurse=False)
         ):
             if tensor.dim() == 4:
                 tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
+@torch.no_grad()
+def banks_to_channels_last(model: nn.Module) -> nn.Module:
+    """LDConv's kernel banks (K, out, in, k, k) laid out as (K, out, k, k, in) in memory (in
+    place; shapes do not change), so that they mix straight into channels-last kernels.
+
+    For inference (``fuse_for_inference`` does it): at batch 1 it saves the copy of each
+    mixed kernel into the convolution's layout (`ldnet_w32` 8 % faster), and the per-sample
+    executions read the kernels as they come. Training keeps the created order: there the
+    NCHW grouped convolution of NCHW kernels is the faster one.
+    """
+    for module in model.modules():
+        # Measured on CPUs only: a CUDA model keeps the created order.
+        if (
+            isinstance(module, DynamicConv2d)
+            and module.kernel_size > 1
+            and not module.weight.is_cuda
+        ):
+            bank = module.weight.data
+            module.weight.data = bank.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
     return model

@@ -6,18 +6,25 @@ as the official LDNet code's ``Dynamic_conv2d`` builds it: K = 4, no bias, atten
 GAP -> 1x1 conv C -> int(C/4)+1 (no bias) -> ReLU -> 1x1 conv -> K (bias) -> softmax(z / T),
 T = 34 at construction.
 
-The convolution is linear in its kernel, so two executions give the same result:
+The convolution is linear in its kernel, so several executions give the same result:
 
 * ``"aggregate"``: mix one kernel per sample, sum_k a[b, k] * W_k, and run all samples at
   once as one grouped convolution with the batch folded into the groups (at batch 1 a plain
   convolution). One convolution's MACs per sample, plus the mixing (B x the bank's size).
+* ``"patches"``: the same mixed kernels, each sample's convolution as one matrix product of
+  its kernel with its k x k patches (im2col, then a batched matrix product). On tiny maps
+  (a few dozen pixels, hundreds of channels) the grouped convolution spends its time
+  reordering B fresh kernels; a batched matrix product reads them as they are.
 * ``"mixture"``: run the K kernels as one static convolution with K x out channels and sum
   its K outputs weighted by a[b, k]. K times the MACs, but the weights are constant, so the
   graph has a fixed shape whatever the batch (what ONNX export needs for a dynamic batch).
-* ``"auto"`` (the default in PyTorch): "mixture" where the per-sample grouped convolution is
-  slowest, i.e. several samples on a tiny map with many channels (``prefers_mixture``;
-  "tiny" is larger when gradients flow),
-  "aggregate" everywhere else. Export sets one of the two explicitly.
+* ``"auto"`` (the default in PyTorch): per call, what measured fastest for that shape
+  (``auto_execution``). Export sets one explicitly.
+
+The kernel bank (K, out, in, k, k) may sit in memory in either of two orders: as created
+(in, k, k innermost) or, after ``ldnet.models.fuse.to_channels_last``, channels-last
+(k, k, in innermost). Mixing reads it in its memory order, so the mixed kernels come out in
+the same layout: channels-last kernels for channels-last feature maps, without a copy.
 """
 
 from __future__ import annotations
@@ -26,19 +33,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EXECUTIONS = ("aggregate", "mixture", "auto")
-# Where "auto" runs the mixture: batch > 1, at least MIXTURE_MIN_CHANNELS input channels and
-# at most this many pixels, more when training (backward through the per-sample grouped
-# convolution is what is slowest). Measured with PyTorch 2.13 (oneDNN), 2 threads,
-# channels-last: training, the 1/32 branch of `ldnet_s` (128 channels on 4x3) is 2.7x faster
-# in the mixture form (the step 1.34x at batch 16; 2-core AMD EPYC), and `ldnet_w32`'s (256
-# channels on 8x6) step 1.28x (2595 -> 2020 ms at batch 16; 2-core Intel Xeon, AVX-512);
-# inference (the Xeon), `ldnet_s` at batch 8 1.30x (20.7 -> 15.9 ms) but `ldnet_w32` at batch
-# 8 is 6 % faster in the aggregate form (268 -> 253 ms): the mixture is 4x the MACs. The
-# 64-channel maps and every larger map are faster as grouped per-sample convolutions, and at
-# batch 1 the aggregate form is one plain convolution.
+EXECUTIONS = ("aggregate", "patches", "mixture", "auto")
+# What "auto" runs where (PyTorch 2.13, oneDNN, 2 threads, channels-last; ldnet bench and
+# docs/measurements.md "Executions chosen by measurement"). Inference, batch > 1: the patches
+# on maps of at most PATCHES_MAX_PIXELS (`ldnet_w32`'s 1/32 and 1/16 maps, 8x6 and 16x12);
+# larger maps run grouped. Training: the mixture on maps of at most
+# MIXTURE_MAX_PIXELS_TRAINING with at least MIXTURE_MIN_CHANNELS channels (backward through
+# the per-sample convolution is slowest there: `ldnet_w32`'s step 1.28x faster at batch 16).
+# Batch 1 is always one plain convolution with the mixed kernel. Off the CPU (unmeasured
+# there), inference runs the aggregate form.
+PATCHES_MAX_PIXELS = 192
 MIXTURE_MAX_PIXELS_TRAINING = 48
-MIXTURE_MAX_PIXELS_INFERENCE = 24
 MIXTURE_MIN_CHANNELS = 128
 # The official code's starting temperature; its `update_temperature` lowers it by 3 per call
 # down to 1 (34 - 3n, so it reaches 1 after 11 calls).
@@ -120,30 +125,50 @@ class DynamicConv2d(nn.Module):
             f"stride={self.stride}, num_kernels={self.num_kernels}, execution={self.execution}"
         )
 
+    def bank_is_channels_last(self) -> bool:
+        """Whether the bank sits in memory as (K, out, k, k, in) (see the module's notes)."""
+        return self.kernel_size > 1 and self.weight.permute(0, 1, 3, 4, 2).is_contiguous()
+
     def aggregated_kernels(self, attention: torch.Tensor) -> torch.Tensor:
-        """(B, K) attention -> (B * out, in, k, k): each sample's mixed kernel."""
-        mixed = attention @ self.weight.flatten(1)  # one matmul mixes the whole bank
+        """(B, K) attention -> (B * out, in, k, k): each sample's mixed kernel, in the
+        bank's memory layout (channels-last kernels from a channels-last bank)."""
         k = self.kernel_size
+        if self.bank_is_channels_last() and not torch.onnx.is_in_onnx_export():
+            # One matmul mixes the whole bank, read in its memory order: no copy.
+            mixed = attention @ self.weight.permute(0, 1, 3, 4, 2).flatten(1)
+            return mixed.view(-1, k, k, self.in_channels).permute(0, 3, 1, 2)
+        mixed = attention @ self.weight.flatten(1)
         return mixed.view(-1, self.in_channels, k, k)
 
-    def prefers_mixture(self, x: torch.Tensor) -> bool:
-        """What "auto" runs for input ``x``: the mixture on several samples of a tiny,
-        wide map (see ``MIXTURE_MAX_PIXELS_TRAINING``: wider when gradients flow), the
-        aggregate form otherwise."""
+    def auto_execution(self, x: torch.Tensor) -> str:
+        """What "auto" runs for input ``x`` (see ``PATCHES_MAX_PIXELS``)."""
         batch, channels, height, width = x.shape
-        training = torch.is_grad_enabled() and self.weight.requires_grad
-        max_pixels = MIXTURE_MAX_PIXELS_TRAINING if training else MIXTURE_MAX_PIXELS_INFERENCE
-        return batch > 1 and height * width <= max_pixels and channels >= MIXTURE_MIN_CHANNELS
+        if batch == 1:
+            return "aggregate"  # one plain convolution
+        pixels = height * width
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            wide = channels >= MIXTURE_MIN_CHANNELS
+            return "mixture" if wide and pixels <= MIXTURE_MAX_PIXELS_TRAINING else "aggregate"
+        # The patches rule was measured on CPUs; elsewhere the grouped convolution stays.
+        tiny = self.kernel_size > 1 and pixels <= PATCHES_MAX_PIXELS and x.device.type == "cpu"
+        return "patches" if tiny else "aggregate"
 
-    def runs_mixture(self, x: torch.Tensor) -> bool:
-        """Whether ``forward(x)`` runs the mixture form (else the aggregate form)."""
-        return self.execution == "mixture" or (self.execution == "auto" and self.prefers_mixture(x))
+    def chosen_execution(self, x: torch.Tensor) -> str:
+        """The execution ``forward(x)`` runs: "aggregate", "patches" or "mixture"."""
+        return self.auto_execution(x) if self.execution == "auto" else self.execution
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         attention = self.attention(x)
-        if self.runs_mixture(x):
+        execution = self.chosen_execution(x)
+        if execution == "mixture":
             return self._forward_mixture(x, attention)
+        if execution == "patches":
+            return self._forward_patches(x, attention)
         return self._forward_aggregate(x, attention)
+
+    def _output_size(self, height: int, width: int) -> tuple[int, int]:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
 
     def _forward_aggregate(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
@@ -153,27 +178,55 @@ class DynamicConv2d(nn.Module):
             return F.conv2d(x, kernels, self.bias, self.stride, self.padding)
         # Batch folded into the groups: group b only ever sees sample b.
         bias = None if self.bias is None else self.bias.repeat(batch)
-        if self.kernel_size > 3 and not torch.onnx.is_in_onnx_export():
-            # Large kernels (the KRM's 9x9) run 3x faster forward and backward in oneDNN's
-            # NHWC grouped kernel (16 x 17 x 32 x 24, 2 threads: 9.0 against 27.3 ms, the
-            # layout change included), whatever the input's layout; 3x3 ones are faster in
-            # NCHW. Memory (H, W, B*C): one copy in and one out. Not in an exported graph:
-            # ONNX Runtime picks its own layouts, and the transposes would only cost there.
-            folded = x.permute(2, 3, 0, 1).reshape(1, height, width, batch * self.in_channels)
-            out = F.conv2d(
-                folded.permute(0, 3, 1, 2),
-                kernels.contiguous(memory_format=torch.channels_last),
-                bias,
-                self.stride,
-                self.padding,
-                groups=batch,
-            )
-            out_height, out_width = out.shape[-2:]
-            out = out.permute(0, 2, 3, 1).reshape(out_height, out_width, batch, -1)
-            return out.permute(2, 3, 0, 1).contiguous(memory_format=torch.channels_last)
-        folded = x.reshape(1, batch * self.in_channels, height, width)
-        out = F.conv2d(folded, kernels, bias, self.stride, self.padding, groups=batch)
-        return out.view(batch, self.out_channels, *out.shape[-2:])
+        nhwc = self.kernel_size > 3 or self.bank_is_channels_last()
+        if torch.onnx.is_in_onnx_export() or not nhwc:
+            # ONNX Runtime picks its own layouts: the plain NCHW fold, no transposes. In
+            # training (a bank in its created order, NCHW kernels) the NCHW fold of 3x3
+            # kernels is 3-4 % faster a step than the NHWC one.
+            folded = x.reshape(1, batch * self.in_channels, height, width)
+            out = F.conv2d(folded, kernels, bias, self.stride, self.padding, groups=batch)
+            return out.view(batch, self.out_channels, *out.shape[-2:])
+        # oneDNN's NHWC grouped kernel is the fastest form for large kernels forward and
+        # backward (the KRM's 9x9: 9.0 against 27.3 ms for 16 x 17 x 32 x 24), and for 3x3
+        # ones in inference when fed channels-last kernels (64x48 to 16x12 maps 1.1-1.7x),
+        # whatever the input's layout. Memory (H, W, B * C): one copy in and one out.
+        folded = x.permute(2, 3, 0, 1).reshape(1, height, width, batch * self.in_channels)
+        out = F.conv2d(
+            folded.permute(0, 3, 1, 2),
+            kernels.contiguous(memory_format=torch.channels_last),
+            bias,
+            self.stride,
+            self.padding,
+            groups=batch,
+        )
+        out_height, out_width = out.shape[-2:]
+        out = out.permute(0, 2, 3, 1).reshape(out_height, out_width, batch, -1)
+        return out.permute(2, 3, 0, 1).contiguous(memory_format=torch.channels_last)
+
+    def _forward_patches(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        k, s, p = self.kernel_size, self.stride, self.padding
+        out_height, out_width = self._output_size(*x.shape[-2:])
+        padded = F.pad(x, (p, p, p, p))
+        # Tap (i, j) of every input channel, in the channels-last kernel's (k, k, in) order:
+        # (B, k * k * in, H', W'), channels-last for a channels-last input.
+        taps = [
+            padded[:, :, i : i + s * (out_height - 1) + 1 : s, j : j + s * (out_width - 1) + 1 : s]
+            for i in range(k)
+            for j in range(k)
+        ]
+        patches = (
+            torch.cat(taps, dim=1).permute(0, 2, 3, 1).reshape(batch, -1, k * k * self.in_channels)
+        )
+        kernels = self.weight.permute(0, 1, 3, 4, 2).flatten(1)  # a view for a channels-last bank
+        mixed = (attention @ kernels).view(batch, self.out_channels, -1).transpose(1, 2)
+        # (B, H' * W', k * k * in) @ (B, k * k * in, out): each sample its own kernel.
+        out = (
+            torch.bmm(patches, mixed)
+            if self.bias is None
+            else torch.baddbmm(self.bias, patches, mixed)
+        )
+        return out.view(batch, out_height, out_width, self.out_channels).permute(0, 3, 1, 2)
 
     def _forward_mixture(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         k = self.kernel_size
@@ -200,11 +253,11 @@ def set_ldconv_execution(model: nn.Module, execution: str) -> nn.Module:
 
 def executions_run(model: nn.Module, *inputs: torch.Tensor) -> dict[str, int]:
     """How many dynamic convolutions of ``model`` run each form on ``inputs`` (one forward
-    pass, in the caller's grad mode): {"aggregate": n, "mixture": m}, zeros left out."""
-    counts = {"aggregate": 0, "mixture": 0}
+    pass, in the caller's grad mode): {"aggregate": n, "patches": m, ...}, zeros left out."""
+    counts = {"aggregate": 0, "patches": 0, "mixture": 0}
 
     def record(module: DynamicConv2d, args: tuple) -> None:
-        counts["mixture" if module.runs_mixture(args[0]) else "aggregate"] += 1
+        counts[module.chosen_execution(args[0])] += 1
 
     hooks = [
         module.register_forward_pre_hook(record)
