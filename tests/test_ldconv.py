@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from helpers import spread
 
+from ldnet.models.fuse import banks_to_channels_last
 from ldnet.models.ldconv import (
     DynamicConv2d,
     KernelAttention,
@@ -14,7 +15,6 @@ from ldnet.models.ldconv import (
     set_attention_temperature,
     set_ldconv_execution,
 )
-from ldnet.models.fuse import banks_to_channels_last
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
