@@ -14,7 +14,7 @@ import copy
 import torch
 from torch import nn
 
-from .ldconv import DynamicConv2d
+from .ldconv import DynamicConv2d, KernelAttention
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,8 +55,10 @@ def _fold_into_dynamic(conv: DynamicConv2d, bn: nn.BatchNorm2d) -> DynamicConv2d
 def fuse_for_inference(model: nn.Module) -> nn.Module:
     """A copy of ``model`` in eval mode with every convolution -> BatchNorm pair folded.
 
-    Every such pair sits in an ``nn.Sequential`` (``conv_bn``, ``dynamic_conv_bn``). Outputs
-    equal the original model's in eval mode (up to float rounding).
+    Every such pair sits in an ``nn.Sequential`` (``conv_bn``, ``dynamic_conv_bn``). The
+    kernel attentions' temperature is folded into their last 1x1 convolution and the kernel
+    banks are laid out channels-last. Outputs equal the original model's in eval mode (up to
+    float rounding).
     """
     fused = copy.deepcopy(model).eval()
     for module in list(fused.modules()):
@@ -74,6 +76,12 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
             else:
                 continue
             module[index + 1] = nn.Identity()
+    for module in fused.modules():
+        if isinstance(module, KernelAttention):
+            # softmax(fc2(h) / T) = softmax((fc2 / T)(h)): one division less per LDConv.
+            module.fc2.weight.div_(module.temperature)
+            module.fc2.bias.div_(module.temperature)
+            module.temperature = 1.0
     return banks_to_channels_last(fused)
 
 

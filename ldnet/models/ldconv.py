@@ -83,7 +83,9 @@ class KernelAttention(nn.Module):
             pooled = x.mean(dim=(2, 3))
             hidden = F.relu(F.linear(pooled, self.fc1.weight.flatten(1)))
             logits = F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias)
-        return torch.softmax(logits / self.temperature, dim=1)
+        if self.temperature != 1.0:  # fuse_for_inference folds 1/T into fc2
+            logits = logits / self.temperature
+        return torch.softmax(logits, dim=1)
 
 
 class DynamicConv2d(nn.Module):
