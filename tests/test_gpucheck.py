@@ -13,6 +13,8 @@ import pytest
 from ldnet.bench import gpu as gpubench
 from ldnet.bench import gpucheck
 from ldnet.bench.gpu import REFERENCE, ROW_KEYS, UNMEASURED, Plan, measure, seconds_per_call
+from ldnet.bench.ldconv_layers import FORMS, LayerPlan, distinct_layers, measure_layers, summarise
+from ldnet.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Plan(
@@ -27,6 +29,10 @@ TINY = Plan(
     min_repeat_s=0.0,
     warmup=1,
 )
+TINY_LAYERS = LayerPlan(
+    model="ldnet_s", input_size=(64, 64), inference_batches=(1,), dtypes=("float32",),
+    train_batches=(2,), bursts=1, min_burst_s=0.0,
+)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -73,10 +79,11 @@ def test_without_cuda_one_line_exit_0_and_a_well_formed_report(tmp_path):
     environment = report["environment"]
     assert environment["device_name"] is None and environment["device_count"] == 0
     assert environment["torch"] == __import__("torch").__version__
-    # Every GPU figure is listed, none has a value: for ldnet_w32 training 32, 2 dtypes x
-    # (4 executions + compiled auto) x batch 1/64, ORT x 1/64; for HRNet 1 execution.
+    # Every GPU figure is listed, none has a value: for ldnet_w32 training 32 in 4
+    # executions, 2 dtypes x (4 executions eager + 4 compiled + auto with CUDA graphs) x
+    # batch 1/64, ORT x 1/64; for HRNet 1 execution.
     rows = report["benchmark"]["rows"]
-    assert len(rows) == (1 + 2 * 5 * 2 + 2) + (1 + 2 * 2 * 2 + 2)
+    assert len(rows) == (4 + 2 * 9 * 2 + 2) + (1 + 2 * 3 * 2 + 2)
     assert {r["status"] for r in rows} == {UNMEASURED}
     assert all(r[k] is None for r in rows for k in ("images_per_s", "peak_memory_mib"))
     assert {r["backend"] for r in rows} == set(Plan().backends("cuda"))
@@ -88,7 +95,14 @@ def test_without_cuda_one_line_exit_0_and_a_well_formed_report(tmp_path):
     assert {r["execution"] for r in self_check["rows"] if r["model"] == "ldnet_s"} == {
         "aggregate", "patches", "mixture", "auto"
     }  # fmt: skip
-    assert len(self_check["fastest"]) == 4  # 2 models x batch 1/2
+    assert len(self_check["fastest"]) == 6  # 2 models x (training, inference batch 1/2)
+    # Each LDConv layer of ldnet_s alone, in every form, inference and training.
+    layers = self_check["ldconv_layers"]
+    assert {(r["mode"], r["execution"]) for r in layers["rows"]} == {
+        (mode, form) for mode in ("inference", "train") for form in FORMS
+    }  # fmt: skip
+    assert all(r["ms"] > 0 for r in layers["rows"])
+    assert report["ldconv_layers"] is None  # the CUDA figures: unmeasured
     for row in self_check["rows"]:
         assert row["images_per_s"] * row["ms_per_batch"] / 1e3 == pytest.approx(row["batch"])
     # The gpu tests ran, and each one skipped with its reason.
@@ -141,7 +155,7 @@ def test_measure_on_the_cpu():
     assert [(r["backend"], r["model"], r["batch"]) for r in rows] == TINY.cases("cpu")
     assert [tuple(r) for r in rows] == [ROW_KEYS] * 4
     by_case = {(r["backend"], r["model"]): r for r in rows}
-    for backend in ("pytorch-train", "pytorch-float32-auto"):
+    for backend in ("pytorch-train-auto", "pytorch-float32-auto"):
         ours, reference = by_case[(backend, "ldnet_s")], by_case[(backend, REFERENCE)]
         assert reference[f"speedup_vs_{REFERENCE}"] == 1.0
         assert ours[f"speedup_vs_{REFERENCE}"] == pytest.approx(
@@ -159,13 +173,22 @@ def test_the_gpu_plan_covers_every_execution_dtype_and_compile():
     for dtype in ("float32", "float16"):
         for execution in ("aggregate", "patches", "mixture", "auto"):
             assert f"pytorch-{dtype}-{execution}" in ours
-        assert f"pytorch-{dtype}-auto-compile" in ours
-    assert {"pytorch-train-amp", "onnxruntime-cuda-float32"} <= ours
-    # HRNet has no LDConv: one eager and one compiled case per dtype, not three.
+            assert f"pytorch-{dtype}-{execution}-compile" in ours
+            assert f"pytorch-train-amp-{execution}" in ours
+        assert f"pytorch-{dtype}-auto-cudagraphs" in ours
+    assert "onnxruntime-cuda-float32" in ours
+    # HRNet has no LDConv: one eager, one compiled, one CUDA-graph case per dtype.
     theirs = [(b, n) for b, m, n in cases if m == REFERENCE and b.startswith("pytorch-float16")]
-    assert theirs == [(b, n) for b in ("pytorch-float16-auto", "pytorch-float16-auto-compile")
-                      for n in (1, 64)]  # fmt: skip
-    assert {n for b, m, n in cases if b == "pytorch-train-amp"} == {32}
+    labels = (
+        "pytorch-float16-auto",
+        "pytorch-float16-auto-compile",
+        "pytorch-float16-auto-cudagraphs",
+    )
+    assert theirs == [(b, n) for b in labels for n in (1, 64)]  # fmt: skip
+    assert {n for b, m, n in cases if b.startswith("pytorch-train")} == {32}
+    assert [m for b, m, n in cases if b.startswith("pytorch-train") and m == REFERENCE] == [
+        REFERENCE
+    ]
     assert not [b for b, _, _ in Plan().cases("cpu") if b.endswith("-compile")]  # CUDA only
 
 
@@ -216,6 +239,7 @@ def test_report_check_names_the_bad_key():
         "tests": gpucheck._tests_not_run("skipped (--skip-tests)"),
         "benchmark": gpucheck.benchmark_section(plan, "cuda", UNMEASURED),
         "self_check": None,
+        "ldconv_layers": None,
         "seconds": 1.0,
     }
     gpucheck.check_report(json.loads(json.dumps(good)))
@@ -305,15 +329,20 @@ def test_gpu_path_with_the_device_faked(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(gpucheck, "environment", lambda: dict.fromkeys(gpucheck.ENVIRONMENT_KEYS))
     monkeypatch.setattr(gpucheck, "run_gpu_tests", lambda out, timeout_s: fake_tests)
     monkeypatch.setattr(gpucheck, "measure", fake_measure)
+    monkeypatch.setattr(
+        gpucheck, "measure_layers", lambda plan, device: measure_layers(TINY_LAYERS, "cpu")
+    )
     assert gpucheck.main(["--out", str(tmp_path), "--repeats", "2"]) == 1
     ((plan, device),) = plans
     assert device == "cuda" and plan.repeats == 2 and plan.input_size == (256, 192)
+    # What is left of the time limit after the tests and the layers, less the rounds' share.
+    assert 0 < plan.budget_s <= 450 - gpucheck.ROUNDS_RESERVE_S
     captured = capsys.readouterr()
     assert "gpu tests: ran, exit status 1: 17 passed, 1 failed, 0 skipped, 0 errors" in captured.out
     table = [line.split() for line in captured.out.splitlines() if line.startswith("pytorch-")]
     assert [row[:3] for row in table] == [
-        ["pytorch-train", "ldnet_s", "2"],
-        ["pytorch-train", REFERENCE, "2"],
+        ["pytorch-train-auto", "ldnet_s", "2"],
+        ["pytorch-train-auto", REFERENCE, "2"],
         ["pytorch-float32-auto", "ldnet_s", "1"],
         ["pytorch-float32-auto", REFERENCE, "1"],
     ]
@@ -324,3 +353,68 @@ def test_gpu_path_with_the_device_faked(tmp_path, monkeypatch, capsys):
     assert report["cuda_available"] is True and report["self_check"] is None
     assert report["tests"] == fake_tests and report["benchmark"]["status"] == "measured"
     assert len(report["benchmark"]["rows"]) == 4
+    assert "LDConv layers of ldnet_s alone" in captured.out
+    assert report["ldconv_layers"]["model"] == "ldnet_s"
+
+
+def test_case_labels():
+    assert gpubench.label_execution("pytorch-train-amp-mixture") == "mixture"
+    assert gpubench.label_execution("pytorch-float16-patches-cudagraphs") == "patches"
+    assert gpubench.label_execution("onnxruntime-cuda-float32") is None
+    assert gpubench.compile_mode("pytorch-float16-auto-cudagraphs") == "reduce-overhead"
+    assert gpubench.compile_mode("pytorch-float16-mixture-compile") == "default"
+    assert gpubench.compile_mode("pytorch-float16-mixture") is None
+    assert gpubench.reference_backend("pytorch-float16-mixture-compile") == (
+        "pytorch-float16-auto-compile"
+    )
+    assert gpubench.reference_backend("pytorch-train-amp-patches") == "pytorch-train-amp-auto"
+    # Eager first, then compiled "auto" (all models), then the other compiled executions.
+    order = [b for b, m, n in gpubench.preparation_order(Plan().cases("cuda"))]
+    first_compiled = next(i for i, b in enumerate(order) if gpubench.compile_mode(b))
+    assert not any(gpubench.compile_mode(b) for b in order[:first_compiled])
+    compiled = order[first_compiled:]
+    autos = [b for b in compiled if gpubench.inference_execution(b) == "auto"]
+    assert (
+        compiled[: len(autos)] == autos and len(autos) == 2 * 2 * 2 * 2
+    )  # dtypes x modes x models x batches
+
+
+def test_a_case_that_fails_is_recorded_and_the_rest_measured(monkeypatch):
+    real = gpubench.inference_call
+
+    def failing(name, batch, dtype, plan, device, execution="auto", mode=None):
+        if execution == "mixture":
+            raise RuntimeError("no kernel for this\nsecond line")
+        return real(name, batch, dtype, plan, device, execution, mode)
+
+    monkeypatch.setattr(gpubench, "inference_call", failing)
+    plan = replace(TINY, train_batches=(), executions=("mixture", "auto"))
+    rows, _ = measure(plan, "cpu")
+    status = {(r["backend"], r["model"]): r["status"] for r in rows}
+    assert (
+        status[("pytorch-float32-mixture", "ldnet_s")] == "failed: RuntimeError: no kernel for this"
+    )
+    assert status[("pytorch-float32-auto", "ldnet_s")] == "measured"
+    assert status[("pytorch-float32-auto", REFERENCE)] == "measured"
+
+
+def test_ldconv_layers_of_the_published_network():
+    layers = distinct_layers(build_model("ldnet_w32", 17).eval(), (256, 192))
+    # Stage 4: 2 modules x 4 branches x 2 LD blocks x 2 LDConvs; the KRM's 1x1 and 9x9.
+    assert sum(layer.count for layer in layers) == 2 * 4 * 2 * 2 + 2
+    names = {layer.name: layer.count for layer in layers}
+    assert names["32->32 3x3/1 @64x48"] == 8 and names["256->256 3x3/1 @8x6"] == 8
+    assert names["17->17 9x9/1 @64x48"] == 1 and names["17->17 1x1/1 @64x48"] == 1
+
+
+def test_layer_summary_totals_and_the_per_layer_best():
+    rows = [
+        {"mode": "inference", "dtype": "float32", "batch": 8, "layer": layer, "count": count,
+         "execution": form, "ms": ms}
+        for layer, count, times in (("a", 2, (1.0, 3.0, 2.0)), ("b", 1, (5.0, 4.0, 6.0)))
+        for form, ms in zip(("aggregate", "patches", "mixture"), times, strict=True)
+    ]  # fmt: skip
+    (entry,) = summarise(rows)
+    assert entry["total_ms"] == {"aggregate": 7.0, "patches": 10.0, "mixture": 10.0}
+    assert entry["per_layer_best_ms"] == 6.0
+    assert entry["best_by_layer"] == {"a": "aggregate", "b": "patches"}

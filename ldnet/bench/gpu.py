@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import statistics
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,14 +29,13 @@ from ldnet.bench.models import (
     has_dynamic_convs,
     macs_per_image,
     prepare_pytorch_model,
-    speedups,
 )
 from ldnet.bench.timing import seconds_per_call
 from ldnet.engine.step import adam, apply_gradients, forward_loss
 from ldnet.inference.backends import onnx_session
 from ldnet.models import build_model
 from ldnet.models.fuse import to_channels_last
-from ldnet.models.ldconv import EXECUTIONS
+from ldnet.models.ldconv import EXECUTIONS, set_ldconv_execution
 
 REFERENCE = "hrnet_w32"
 UNMEASURED = "unmeasured: no CUDA device"
@@ -59,11 +59,14 @@ METHOD = {
     "timing": "interleaved rounds (every case once per round), median per case; each timed "
     "burst of calls is enclosed by device synchronisation; warm-up calls first",
     "training": "forward with every supervised heatmap, JointsMSE loss, backward, Adam; "
-    "autocast float16 with a GradScaler on CUDA, float32 on the CPU; images_per_s are "
-    "samples/s",
+    "autocast float16 with a GradScaler on CUDA, float32 on the CPU; LDConv in the named "
+    "execution (backend pytorch-train[-amp]-<execution>); images_per_s are samples/s",
     "inference": "eval mode, BatchNorm folded into the convolutions, weights and input in "
     "the named dtype; LDConv in the named execution (backend pytorch-<dtype>-<execution>), "
-    "'-compile': torch.compile(mode='max-autotune-no-cudagraphs') of that model",
+    "'-compile': torch.compile(mode='default') of that model, '-cudagraphs': "
+    "torch.compile(mode='reduce-overhead'), its kernels replayed as one CUDA graph",
+    "time_budget": "compiled cases are prepared after the eager ones, 'auto' first; one "
+    "that would start after the plan's budget_s is listed as skipped, not measured",
     "onnxruntime": "the `ldnet export onnx` graph (LDConv 'mixture', dynamic batch), input "
     "and output bound on the provider's device",
     "memory_format": "contiguous (NCHW) on CUDA, channels-last on the CPU, as the engine",
@@ -85,24 +88,31 @@ class Plan:
     train_batches: tuple[int, ...] = (32,)
     inference_batches: tuple[int, ...] = (1, 64)
     dtypes: tuple[str, ...] = ("float32", "float16")
-    # LDConv's forms, each timed eagerly; a network without LDConv runs "auto" only.
+    # LDConv's forms, each timed eagerly (inference and training); a network without LDConv
+    # runs "auto" only.
     executions: tuple[str, ...] = EXECUTIONS
-    # torch.compile'd cases (CUDA only): these executions. One compile per case costs about
-    # a minute; "auto" alone keeps `make gpu-check` inside one 10-minute device call.
-    compiled_executions: tuple[str, ...] = ("auto",)
+    # torch.compile'd inference (CUDA only): default mode for these executions, and
+    # reduce-overhead (CUDA graphs: one launch for the whole network) for the others.
+    compiled_executions: tuple[str, ...] = EXECUTIONS
+    cudagraph_executions: tuple[str, ...] = ("auto",)
     onnxruntime: bool = True
     repeats: int = 5
     min_repeat_s: float = 0.2
     warmup: int = 3
+    # Seconds after which no further compiled case starts (about 20-60 s each): what keeps
+    # `make gpu-check` inside one 10-minute device call. None: no limit.
+    budget_s: float | None = 330.0
 
     def backends(self, device: str) -> list[str]:
-        """Case labels: ``pytorch-train[-amp]``, ``pytorch-<dtype>-<execution>[-compile]``,
-        ``onnxruntime-<dev>-float32``."""
-        labels = ["pytorch-train-amp" if device == "cuda" else "pytorch-train"]
+        """Case labels: ``pytorch-train[-amp]-<execution>``,
+        ``pytorch-<dtype>-<execution>[-compile|-cudagraphs]``, ``onnxruntime-<dev>-float32``."""
+        train = "pytorch-train-amp" if device == "cuda" else "pytorch-train"
+        labels = [f"{train}-{execution}" for execution in self.executions]
         for dtype in self.dtypes:
             labels += [f"pytorch-{dtype}-{execution}" for execution in self.executions]
             if device == "cuda":
                 labels += [f"pytorch-{dtype}-{ex}-compile" for ex in self.compiled_executions]
+                labels += [f"pytorch-{dtype}-{ex}-cudagraphs" for ex in self.cudagraph_executions]
         if self.onnxruntime:
             labels.append(f"onnxruntime-{device}-float32")
         return labels
@@ -113,9 +123,29 @@ class Plan:
             (backend, model, batch)
             for backend in self.backends(device)
             for model in self.models
-            if has_ldconv(model) or inference_execution(backend) in (None, "auto")
+            if has_ldconv(model) or label_execution(backend) in (None, "auto")
             for batch in (self.train_batches if "train" in backend else self.inference_batches)
         ]
+
+
+COMPILED_SUFFIXES = ("-compile", "-cudagraphs")
+
+
+def compile_mode(backend: str) -> str | None:
+    """torch.compile's mode of a case label, or None for an eager one."""
+    if backend.endswith("-compile"):
+        return "default"
+    return "reduce-overhead" if backend.endswith("-cudagraphs") else None
+
+
+def label_execution(backend: str) -> str | None:
+    """LDConv's execution in a PyTorch case label (training or inference), else None."""
+    parts = backend.split("-")
+    if parts[0] != "pytorch":
+        return None
+    if "train" in parts:
+        return parts[-1] if parts[-1] in EXECUTIONS else None
+    return inference_execution(backend)
 
 
 @functools.cache
@@ -124,22 +154,26 @@ def has_ldconv(name: str) -> bool:
 
 
 def inference_execution(backend: str) -> str | None:
-    """LDConv's execution in a ``pytorch-<dtype>-<execution>[-compile]`` label, else None."""
-    parts = backend.removesuffix("-compile").split("-")
+    """LDConv's execution in a ``pytorch-<dtype>-<execution>[-compile|-cudagraphs]`` inference
+    label, else None."""
+    for suffix in COMPILED_SUFFIXES:
+        backend = backend.removesuffix(suffix)
+    parts = backend.split("-")
     if parts[0] != "pytorch" or "train" in parts or len(parts) != 3:
         return None
     return parts[2]
 
 
 def fastest(rows: list[dict]) -> list[dict]:
-    """Per (model, batch, dtype): the measured PyTorch inference case with the most images/s
-    (which execution, eager or compiled)."""
+    """Per (model, batch, dtype): the measured PyTorch case with the most images/s (which
+    execution, eager or compiled); training rows have the dtype "train" or "train-amp"."""
     best: dict[tuple, dict] = {}
     for row in rows:
-        execution = inference_execution(row["backend"])
+        execution = label_execution(row["backend"])
         if execution is None or row["status"] != "measured":
             continue
-        dtype = row["backend"].split("-")[1]
+        parts = row["backend"].split("-")
+        dtype = "-".join(parts[1:-1]) if "train" in parts else parts[1]
         key = (row["model"], row["batch"], dtype)
         if key not in best or row["images_per_s"] > best[key]["images_per_s"]:
             best[key] = row
@@ -187,9 +221,12 @@ def _images(batch, plan, device, dtype=torch.float32) -> torch.Tensor:
     return images
 
 
-def training_step(name: str, batch: int, plan: Plan, device: torch.device) -> Callable:
+def training_step(
+    name: str, batch: int, plan: Plan, device: torch.device, execution: str = "auto"
+) -> Callable:
     amp = device.type == "cuda"
-    model = build_model(name, plan.num_joints).train().to(device)
+    model = set_ldconv_execution(build_model(name, plan.num_joints), execution)
+    model = model.train().to(device)
     if _channels_last(device):
         model = to_channels_last(model)
     optimizer = adam(model.parameters(), lr=1e-4)
@@ -206,14 +243,20 @@ def training_step(name: str, batch: int, plan: Plan, device: torch.device) -> Ca
 
 
 def inference_call(
-    name: str, batch: int, dtype: str, plan: Plan, device, execution="auto", compiled=False
+    name: str, batch: int, dtype: str, plan: Plan, device, execution="auto", mode=None
 ) -> Callable:
+    """One batch of eval-mode inference; ``mode``: torch.compile's mode, None for eager."""
     dtype = getattr(torch, dtype)
     model = prepare_pytorch_model(name, plan.num_joints, True, _channels_last(device), execution)
     model = model.to(device, dtype)
-    if compiled:
-        # No CUDA graphs: the timing harness's synchronisation would time their replay only.
-        model = torch.compile(model, mode="max-autotune-no-cudagraphs")
+    if mode is not None:
+        # Every case compiles a fresh model through the same code objects (the network's and
+        # LDConv's forward): without room for them dynamo would silently fall back to eager.
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+        torch._dynamo.config.accumulated_cache_size_limit = max(
+            torch._dynamo.config.accumulated_cache_size_limit, 4096
+        )
+        model = torch.compile(model, mode=mode, fullgraph=True)
     images = _images(batch, plan, device, dtype)
 
     def run():
@@ -247,13 +290,13 @@ def onnxruntime_call(path, batch: int, plan: Plan, provider: str) -> Callable:
 
 
 def _execution_of(backend: str, model: str) -> str:
-    """The LDConv execution a case ran: its label's, "auto" in training, the export's in
-    ONNX Runtime (dynamic batch: "mixture"), "-" without LDConv."""
+    """The LDConv execution a case ran: its label's, the export's in ONNX Runtime (dynamic
+    batch: "mixture"), "-" without LDConv."""
     if not has_ldconv(model):
         return "-"
     if backend.startswith("onnxruntime"):
         return "mixture"
-    return inference_execution(backend) or "auto"
+    return label_execution(backend) or "auto"
 
 
 # -- timing ---------------------------------------------------------------------------------
@@ -300,11 +343,36 @@ def _builder(key, plan: Plan, device: torch.device, onnx_path, provider) -> Call
     backend, name, batch = key
     if backend.startswith("onnxruntime"):
         return lambda: onnxruntime_call(onnx_path(name), batch, plan, provider)
+    execution = label_execution(backend) or "auto"
     if "train" in backend:
-        return lambda: training_step(name, batch, plan, device)
+        return lambda: training_step(name, batch, plan, device, execution)
     dtype = backend.split("-")[1]
-    execution, compiled = inference_execution(backend), backend.endswith("-compile")
-    return lambda: inference_call(name, batch, dtype, plan, device, execution, compiled)
+    return lambda: inference_call(
+        name, batch, dtype, plan, device, execution, compile_mode(backend)
+    )
+
+
+def reference_backend(backend: str) -> str:
+    """The label the reference model (no LDConv: "auto" only) has for the same case."""
+    execution = label_execution(backend)
+    if execution is None:
+        return backend
+    parts = backend.split("-")
+    parts[parts.index(execution)] = "auto"
+    return "-".join(parts)
+
+
+def preparation_order(keys: list[tuple]) -> list[tuple]:
+    """Eager cases first, then the compiled ones, "auto" before the other executions: what
+    a time budget cuts is the least needed."""
+
+    def rank(key):
+        backend = key[0]
+        if compile_mode(backend) is None:
+            return (0, 0)
+        return (1, 0 if inference_execution(backend) == "auto" else 1)
+
+    return sorted(keys, key=rank)  # stable: the report's order within each rank
 
 
 def measure(
@@ -331,21 +399,27 @@ def measure(
                     exported[name] = export_onnx(model, f"{folder}/{name}.onnx", plan.input_size)
                 return exported[name]
 
-            for key in plan.cases(kind):
+            started = time.perf_counter()
+            for key in preparation_order(plan.cases(kind)):
                 onnx = key[0].startswith("onnxruntime")
+                spent = time.perf_counter() - started
                 if onnx and provider is None:
                     rows[key] = empty_row(*key, onnx_status)
-                    continue
-                try:
-                    build = _builder(key, plan, device, onnx_path, provider)
-                    cases.append(_prepare(key, build, plan, device))
-                except Exception as error:
-                    if not onnx:
-                        raise
-                    # A provider listed as available can still fail to load (a missing
-                    # cuDNN or CUDA library): record why, measure the rest.
-                    onnx_status = f"unavailable: {type(error).__name__}: {error}".splitlines()[0]
-                    rows[key] = empty_row(*key, onnx_status)
+                elif compile_mode(key[0]) and plan.budget_s is not None and spent > plan.budget_s:
+                    rows[key] = empty_row(*key, f"skipped: time budget ({plan.budget_s:.0f} s)")
+                else:
+                    try:
+                        build = _builder(key, plan, device, onnx_path, provider)
+                        cases.append(_prepare(key, build, plan, device))
+                    except Exception as error:
+                        why = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                        if onnx:
+                            # A provider listed as available can still fail to load (a
+                            # missing cuDNN or CUDA library): record why, measure the rest.
+                            onnx_status = f"unavailable: {why}"
+                            rows[key] = empty_row(*key, onnx_status)
+                        else:  # one case that cannot run loses no other figure
+                            rows[key] = empty_row(*key, f"failed: {why}")
                 if on_case is not None:
                     on_case(key)
             synchronize = _synchronizer(device)
@@ -378,17 +452,17 @@ def measure(
             execution=_execution_of(case.backend, case.model),
         )
         results.append((result, case.peak_memory_mib))
-    for backend in {result.backend for result, _ in results}:
-        same = [result for result, _ in results if result.backend == backend]
-        ratios = speedups(same, REFERENCE) if REFERENCE in plan.models else {}
-        for result, peak in results:
-            if result.backend == backend:
-                rows[(backend, result.model, result.batch)] = {
-                    **result.to_dict(),
-                    "peak_memory_mib": peak,
-                    f"speedup_vs_{REFERENCE}": ratios.get((result.model, result.batch)),
-                    "status": "measured",
-                }
+    # Against the reference in the same mode: its "auto" row of the same dtype and compile
+    # mode (it has no LDConv, so it runs no other execution).
+    rate = {(r.backend, r.model, r.batch): r.images_per_s for r, _ in results}
+    for result, peak in results:
+        base = rate.get((reference_backend(result.backend), REFERENCE, result.batch))
+        rows[(result.backend, result.model, result.batch)] = {
+            **result.to_dict(),
+            "peak_memory_mib": peak,
+            f"speedup_vs_{REFERENCE}": None if base is None else result.images_per_s / base,
+            "status": "measured",
+        }
     cases.clear()
     if kind == "cuda":
         torch.cuda.empty_cache()

@@ -37,6 +37,7 @@ from ldnet.bench.gpu import (
     fastest,
     measure,
 )
+from ldnet.bench.ldconv_layers import LayerPlan, measure_layers, print_summary
 from ldnet.engine.runs import write_json_atomic
 
 FORMAT = "ldnet-gpu-check-1"
@@ -55,6 +56,17 @@ SELF_CHECK_PLAN = Plan(
     min_repeat_s=0.0,
     warmup=1,
 )
+SELF_CHECK_LAYERS = LayerPlan(
+    model="ldnet_s",
+    input_size=(64, 64),
+    inference_batches=(2,),
+    dtypes=("float32",),
+    train_batches=(2,),
+    bursts=1,
+    min_burst_s=0.0,
+)
+# What the benchmark keeps back for its timed rounds when it sets the compile budget.
+ROUNDS_RESERVE_S = 75.0
 REPORT_KEYS = {
     "format": str,
     "cuda_available": bool,
@@ -62,6 +74,7 @@ REPORT_KEYS = {
     "tests": dict,
     "benchmark": dict,
     "self_check": (dict, type(None)),
+    "ldconv_layers": (dict, type(None)),
     "seconds": float,
 }
 ENVIRONMENT_KEYS = ("device_name", "device_count", "driver_version", "torch", "cuda", "cudnn")
@@ -87,6 +100,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=positive_int, default=Plan.repeats, help="timed rounds")
     parser.add_argument(
         "--test-timeout-s", type=positive_int, default=300, help="limit for the gpu tests"
+    )
+    parser.add_argument(
+        "--time-limit-s",
+        type=positive_int,
+        default=450,
+        help="aim to finish within this (no compiled case starts once it would overrun)",
     )
     parser.add_argument("--skip-tests", action="store_true", help="measure only")
     parser.add_argument("--skip-bench", action="store_true", help="run the gpu tests only")
@@ -262,6 +281,7 @@ def cpu_self_check(args) -> tuple[dict, str | None]:
     """(report, problem or None) of a machine without CUDA."""
     rows, onnx_status = measure(SELF_CHECK_PLAN, "cpu")
     self_check = benchmark_section(SELF_CHECK_PLAN, "cpu", "measured", rows, onnx_status)
+    self_check["ldconv_layers"] = measure_layers(SELF_CHECK_LAYERS, "cpu")
     if args.skip_tests:
         tests = _tests_not_run("skipped (--skip-tests)")
     else:
@@ -273,6 +293,10 @@ def cpu_self_check(args) -> tuple[dict, str | None]:
         check_rows(rows, "self_check.rows")
     except ValueError as error:
         problem = str(error)
+    unmeasured = [row for row in rows if row["status"] != "measured"]
+    if unmeasured:
+        row = unmeasured[0]
+        problem = f"self-check case {row['backend']} {row['model']}: {row['status']}"
     report = {
         "format": FORMAT,
         "cuda_available": False,
@@ -280,12 +304,13 @@ def cpu_self_check(args) -> tuple[dict, str | None]:
         "tests": tests,
         "benchmark": benchmark_section(Plan(repeats=args.repeats), "cuda", UNMEASURED),
         "self_check": self_check,
+        "ldconv_layers": None,
     }
     return report, problem
 
 
-def gpu_check(args) -> tuple[dict, str | None]:
-    """(report, problem or None) of a machine with CUDA."""
+def gpu_check(args, started: float) -> tuple[dict, str | None]:
+    """(report, problem or None) of a machine with CUDA; ``started``: perf_counter at start."""
     from tqdm import tqdm
 
     plan = replace(Plan(), repeats=args.repeats)
@@ -294,6 +319,7 @@ def gpu_check(args) -> tuple[dict, str | None]:
         "cuda_available": True,
         "environment": environment(),
         "self_check": None,
+        "ldconv_layers": None,
     }
     env = report["environment"]
     print(
@@ -311,6 +337,17 @@ def gpu_check(args) -> tuple[dict, str | None]:
     if args.skip_bench:
         report["benchmark"] = benchmark_section(plan, "cuda", "skipped (--skip-bench)")
         return report, problem
+    print("LDConv layers alone ...", flush=True)
+    try:
+        report["ldconv_layers"] = measure_layers(LayerPlan(), "cuda")
+        print_summary(report["ldconv_layers"])
+    except Exception as error:  # the whole-network figures matter more: go on without
+        status = f"failed: {type(error).__name__}: {error}".splitlines()[0]
+        report["ldconv_layers"] = {"status": status}
+        problem = problem or f"LDConv layers {status}"
+    elapsed = time.perf_counter() - started
+    plan = replace(plan, budget_s=max(0.0, args.time_limit_s - elapsed - ROUNDS_RESERVE_S))
+    print(f"gpu bench: compiled cases start within {plan.budget_s:.0f} s", flush=True)
     total = len(plan.cases("cuda")) + plan.repeats
     try:
         with tqdm(total=total, desc="gpu bench: warm-up, then rounds", leave=False) as bar:
@@ -324,6 +361,9 @@ def gpu_check(args) -> tuple[dict, str | None]:
     report["benchmark"] = benchmark_section(plan, "cuda", "measured", rows, onnx_status)
     print_rows(rows)
     print(f"ONNX Runtime: {onnx_status}")
+    failed = [row for row in rows if row["status"].startswith("failed")]
+    if failed:
+        problem = problem or f"{len(failed)} benchmark cases failed (first: {failed[0]['status']})"
     return report, problem
 
 
@@ -333,17 +373,17 @@ def _counts(tests: dict) -> str:
 
 def print_rows(rows: list[dict]) -> None:
     print(
-        f"{'backend':<26} {'model':<10} {'batch':>5} {'images/s':>9} {'ms/batch':>9} "
+        f"{'backend':<38} {'model':<10} {'batch':>5} {'images/s':>9} {'ms/batch':>9} "
         f"{'peak MiB':>9} {'vs ' + REFERENCE:>13}"
     )
     for row in rows:
         if row["status"] != "measured":
-            print(f"{row['backend']:<26} {row['model']:<10} {row['batch']:>5}  {row['status']}")
+            print(f"{row['backend']:<38} {row['model']:<10} {row['batch']:>5}  {row['status']}")
             continue
         peak = row["peak_memory_mib"]
         ratio = row[f"speedup_vs_{REFERENCE}"]
         print(
-            f"{row['backend']:<26} {row['model']:<10} {row['batch']:>5} "
+            f"{row['backend']:<38} {row['model']:<10} {row['batch']:>5} "
             f"{row['images_per_s']:>9.1f} {row['ms_per_batch']:>9.2f} "
             f"{'-' if peak is None else f'{peak:.0f}':>9} "
             f"{'-' if ratio is None else f'{ratio:.2f}x':>13}"
@@ -355,7 +395,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     cuda = torch.cuda.is_available()
-    report, problem = gpu_check(args) if cuda else cpu_self_check(args)
+    report, problem = gpu_check(args, started) if cuda else cpu_self_check(args)
     report["seconds"] = time.perf_counter() - started
     path = write_json_atomic(args.out / REPORT_NAME, report)
     try:
