@@ -80,10 +80,10 @@ def test_without_cuda_one_line_exit_0_and_a_well_formed_report(tmp_path):
     assert environment["device_name"] is None and environment["device_count"] == 0
     assert environment["torch"] == __import__("torch").__version__
     # Every GPU figure is listed, none has a value: for ldnet_w32 training 32 in 4
-    # executions, 2 dtypes x (4 executions eager + 4 compiled + auto with CUDA graphs) x
-    # batch 1/64, ORT x 1/64; for HRNet 1 execution.
+    # executions, 2 dtypes x 4 executions x (eager, compiled, CUDA graphs) x batch 1/64,
+    # ORT x 1/64; for HRNet 1 execution.
     rows = report["benchmark"]["rows"]
-    assert len(rows) == (4 + 2 * 9 * 2 + 2) + (1 + 2 * 3 * 2 + 2)
+    assert len(rows) == (4 + 2 * 12 * 2 + 2) + (1 + 2 * 3 * 2 + 2)
     assert {r["status"] for r in rows} == {UNMEASURED}
     assert all(r[k] is None for r in rows for k in ("images_per_s", "peak_memory_mib"))
     assert {r["backend"] for r in rows} == set(Plan().backends("cuda"))
@@ -175,7 +175,7 @@ def test_the_gpu_plan_covers_every_execution_dtype_and_compile():
             assert f"pytorch-{dtype}-{execution}" in ours
             assert f"pytorch-{dtype}-{execution}-compile" in ours
             assert f"pytorch-train-amp-{execution}" in ours
-        assert f"pytorch-{dtype}-auto-cudagraphs" in ours
+            assert f"pytorch-{dtype}-{execution}-cudagraphs" in ours
     assert "onnxruntime-cuda-float32" in ours
     # HRNet has no LDConv: one eager, one compiled, one CUDA-graph case per dtype.
     theirs = [(b, n) for b, m, n in cases if m == REFERENCE and b.startswith("pytorch-float16")]
@@ -327,7 +327,7 @@ def test_gpu_path_with_the_device_faked(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(gpucheck.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(gpucheck, "environment", lambda: dict.fromkeys(gpucheck.ENVIRONMENT_KEYS))
-    monkeypatch.setattr(gpucheck, "run_gpu_tests", lambda out, timeout_s: fake_tests)
+    monkeypatch.setattr(gpucheck, "run_gpu_tests", lambda out, timeout_s, select=None: fake_tests)
     monkeypatch.setattr(gpucheck, "measure", fake_measure)
     monkeypatch.setattr(
         gpucheck, "measure_layers", lambda plan, device: measure_layers(TINY_LAYERS, "cpu")
@@ -336,7 +336,8 @@ def test_gpu_path_with_the_device_faked(tmp_path, monkeypatch, capsys):
     ((plan, device),) = plans
     assert device == "cuda" and plan.repeats == 2 and plan.input_size == (256, 192)
     # What is left of the time limit after the tests and the layers, less the rounds' share.
-    assert 0 < plan.budget_s <= 450 - gpucheck.ROUNDS_RESERVE_S
+    reserve = gpucheck.ROUNDS_MARGIN * plan.rounds_seconds("cuda")
+    assert 0 < plan.budget_s <= 450 - reserve
     captured = capsys.readouterr()
     assert "gpu tests: ran, exit status 1: 17 passed, 1 failed, 0 skipped, 0 errors" in captured.out
     table = [line.split() for line in captured.out.splitlines() if line.startswith("pytorch-")]
@@ -418,3 +419,19 @@ def test_layer_summary_totals_and_the_per_layer_best():
     assert entry["total_ms"] == {"aggregate": 7.0, "patches": 10.0, "mixture": 10.0}
     assert entry["per_layer_best_ms"] == 6.0
     assert entry["best_by_layer"] == {"a": "aggregate", "b": "patches"}
+
+
+def test_only_selects_cases_by_pattern():
+    plan = replace(Plan(), only=("pytorch-float16-*-cudagraphs/ldnet_w32/64", "pytorch-*-auto/*/1"))
+    assert plan.cases("cuda") == [
+        ("pytorch-float32-auto", "ldnet_w32", 1),
+        ("pytorch-float32-auto", REFERENCE, 1),
+        ("pytorch-float16-auto", "ldnet_w32", 1),
+        ("pytorch-float16-auto", REFERENCE, 1),
+    ] + [(f"pytorch-float16-{e}-cudagraphs", "ldnet_w32", 64)
+         for e in ("aggregate", "patches", "mixture", "auto")]  # fmt: skip
+    assert plan.rounds_seconds("cuda") == 5 * 8 * 0.2
+    args = gpucheck.parse_args(
+        ["--only", "a/*", "b/*/64", "--only-tests", "channels", "--skip-layers"]
+    )
+    assert args.only == ["a/*", "b/*/64"] and args.only_tests == "channels" and args.skip_layers

@@ -1,6 +1,8 @@
 """LDConv (full dynamic convolution): executions, batch independence, input dependence,
 gradients, temperature."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -181,6 +183,13 @@ def test_auto_picks_per_shape_batch_and_grad_mode():
         assert conv.auto_execution(torch.zeros(2, wide, 32, 24)) == "aggregate"
         assert conv.auto_execution(torch.zeros(1, wide, 8, 6)) == "aggregate"
         assert DynamicConv2d(17, 17, 1).auto_execution(torch.zeros(2, 17, 4, 3)) == "aggregate"
+        # On CUDA (measured on one H200) inference at batch > 1 is the mixture everywhere;
+        # a stand-in with the shape and device a CUDA tensor would have.
+        on_cuda = SimpleNamespace(shape=(2, wide, 32, 24), device=torch.device("cuda"))
+        assert conv.auto_execution(on_cuda) == "mixture"
+        one = SimpleNamespace(shape=(1, wide, 32, 24), device=torch.device("cuda"))
+        assert conv.auto_execution(one) == "aggregate"
+        )
     conv.weight.requires_grad_(False)  # frozen: no backward to speed up
     assert conv.auto_execution(torch.zeros(2, wide, 8, 6)) == "patches"
     conv.weight.requires_grad_(True)

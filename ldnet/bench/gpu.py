@@ -14,6 +14,7 @@ optimiser state, inputs, activations, workspaces).
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import statistics
 import tempfile
@@ -92,9 +93,9 @@ class Plan:
     # runs "auto" only.
     executions: tuple[str, ...] = EXECUTIONS
     # torch.compile'd inference (CUDA only): default mode for these executions, and
-    # reduce-overhead (CUDA graphs: one launch for the whole network) for the others.
+    # reduce-overhead (CUDA graphs: one launch for the whole network) for those.
     compiled_executions: tuple[str, ...] = EXECUTIONS
-    cudagraph_executions: tuple[str, ...] = ("auto",)
+    cudagraph_executions: tuple[str, ...] = EXECUTIONS
     onnxruntime: bool = True
     repeats: int = 5
     min_repeat_s: float = 0.2
@@ -117,6 +118,10 @@ class Plan:
             labels.append(f"onnxruntime-{device}-float32")
         return labels
 
+    # fnmatch patterns on "backend/model/batch": only the matching cases (a second, shorter
+    # device call); () for all.
+    only: tuple[str, ...] = ()
+
     def cases(self, device: str) -> list[tuple[str, str, int]]:
         """(backend, model, batch) of every figure, in the order they are reported."""
         return [
@@ -125,7 +130,13 @@ class Plan:
             for model in self.models
             if has_ldconv(model) or label_execution(backend) in (None, "auto")
             for batch in (self.train_batches if "train" in backend else self.inference_batches)
+            if not self.only
+            or any(fnmatch.fnmatchcase(f"{backend}/{model}/{batch}", p) for p in self.only)
         ]
+
+    def rounds_seconds(self, device: str) -> float:
+        """About how long the timed rounds take once every case is prepared."""
+        return self.repeats * len(self.cases(device)) * self.min_repeat_s
 
 
 COMPILED_SUFFIXES = ("-compile", "-cudagraphs")

@@ -65,8 +65,9 @@ SELF_CHECK_LAYERS = LayerPlan(
     bursts=1,
     min_burst_s=0.0,
 )
-# What the benchmark keeps back for its timed rounds when it sets the compile budget.
-ROUNDS_RESERVE_S = 75.0
+# What the benchmark keeps back for its timed rounds when it sets the compile budget: this
+# much more than the rounds' own estimate (synchronisation, slow cases).
+ROUNDS_MARGIN = 1.5
 REPORT_KEYS = {
     "format": str,
     "cuda_available": bool,
@@ -107,6 +108,21 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=450,
         help="aim to finish within this (no compiled case starts once it would overrun)",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="PATTERN",
+        help="measure only the cases whose 'backend/model/batch' matches one of these "
+        "shell patterns (e.g. 'pytorch-float16-*-cudagraphs/*/64')",
+    )
+    parser.add_argument(
+        "--only-tests",
+        default=None,
+        metavar="EXPR",
+        help="run only the gpu tests pytest -k selects",
+    )
+    parser.add_argument("--skip-layers", action="store_true", help="no LDConv layer timings")
     parser.add_argument("--skip-tests", action="store_true", help="measure only")
     parser.add_argument("--skip-bench", action="store_true", help="run the gpu tests only")
     args = parser.parse_args(argv)
@@ -181,14 +197,19 @@ def read_junit(path: Path) -> dict:
     return {**counts, "cases": cases}
 
 
-def run_gpu_tests(out: Path, timeout_s: float, tests: Path = GPU_TESTS) -> dict:
-    """``pytest -m gpu`` on ``tests`` with a time limit; outcomes from its JUnit XML."""
+def run_gpu_tests(
+    out: Path, timeout_s: float, tests: Path = GPU_TESTS, select: str | None = None
+) -> dict:
+    """``pytest -m gpu`` on ``tests`` with a time limit (``-k select`` if given); outcomes
+    from its JUnit XML."""
     if not tests.is_file():
         return _tests_not_run(f"not run: {tests} not found (run from a checkout)", errors=1)
     junit = out / JUNIT_NAME
     junit.unlink(missing_ok=True)
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"]
     command += [f"--junitxml={junit}", str(tests)]
+    if select:
+        command += ["-k", select]
     started = time.perf_counter()
     # Its own session, so that a time-out ends the test's child processes (DDP ranks,
     # `ldnet train`) with it.
@@ -313,7 +334,7 @@ def gpu_check(args, started: float) -> tuple[dict, str | None]:
     """(report, problem or None) of a machine with CUDA; ``started``: perf_counter at start."""
     from tqdm import tqdm
 
-    plan = replace(Plan(), repeats=args.repeats)
+    plan = replace(Plan(), repeats=args.repeats, only=tuple(args.only))
     report = {
         "format": FORMAT,
         "cuda_available": True,
@@ -330,23 +351,25 @@ def gpu_check(args, started: float) -> tuple[dict, str | None]:
         tests = _tests_not_run("skipped (--skip-tests)")
     else:
         print(f"gpu tests: pytest -m gpu (limit {args.test_timeout_s} s) ...", flush=True)
-        tests = run_gpu_tests(args.out, args.test_timeout_s)
+        tests = run_gpu_tests(args.out, args.test_timeout_s, select=args.only_tests)
     print(f"gpu tests: {tests['status']}: {_counts(tests)}")
     problem = None if tests_ok(tests) else f"gpu tests: {_counts(tests)} (see gpu-tests.log)"
     report["tests"] = tests
     if args.skip_bench:
         report["benchmark"] = benchmark_section(plan, "cuda", "skipped (--skip-bench)")
         return report, problem
-    print("LDConv layers alone ...", flush=True)
-    try:
-        report["ldconv_layers"] = measure_layers(LayerPlan(), "cuda")
-        print_summary(report["ldconv_layers"])
-    except Exception as error:  # the whole-network figures matter more: go on without
-        status = f"failed: {type(error).__name__}: {error}".splitlines()[0]
-        report["ldconv_layers"] = {"status": status}
-        problem = problem or f"LDConv layers {status}"
+    if not args.skip_layers:
+        print("LDConv layers alone ...", flush=True)
+        try:
+            report["ldconv_layers"] = measure_layers(LayerPlan(), "cuda")
+            print_summary(report["ldconv_layers"])
+        except Exception as error:  # the whole-network figures matter more: go on without
+            status = f"failed: {type(error).__name__}: {error}".splitlines()[0]
+            report["ldconv_layers"] = {"status": status}
+            problem = problem or f"LDConv layers {status}"
     elapsed = time.perf_counter() - started
-    plan = replace(plan, budget_s=max(0.0, args.time_limit_s - elapsed - ROUNDS_RESERVE_S))
+    reserve = ROUNDS_MARGIN * plan.rounds_seconds("cuda")
+    plan = replace(plan, budget_s=max(0.0, args.time_limit_s - elapsed - reserve))
     print(f"gpu bench: compiled cases start within {plan.budget_s:.0f} s", flush=True)
     total = len(plan.cases("cuda")) + plan.repeats
     try:

@@ -40,8 +40,9 @@ EXECUTIONS = ("aggregate", "patches", "mixture", "auto")
 # larger maps run grouped. Training: the mixture on maps of at most
 # MIXTURE_MAX_PIXELS_TRAINING with at least MIXTURE_MIN_CHANNELS channels (backward through
 # the per-sample convolution is slowest there: `ldnet_w32`'s step 1.28x faster at batch 16).
-# Batch 1 is always one plain convolution with the mixed kernel. Off the CPU (unmeasured
-# there), inference runs the aggregate form.
+# Batch 1 is always one plain convolution with the mixed kernel. On CUDA (one H200,
+# `make gpu-check`, docs/gpu.md) inference at batch > 1 runs the mixture; on other devices
+# (unmeasured) the aggregate form.
 PATCHES_MAX_PIXELS = 192
 MIXTURE_MAX_PIXELS_TRAINING = 48
 MIXTURE_MIN_CHANNELS = 128
@@ -151,6 +152,10 @@ class DynamicConv2d(nn.Module):
         if torch.is_grad_enabled() and self.weight.requires_grad:
             wide = channels >= MIXTURE_MIN_CHANNELS
             return "mixture" if wide and pixels <= MIXTURE_MAX_PIXELS_TRAINING else "aggregate"
+        if x.device.type == "cuda":
+            # cuDNN's dense convolutions beat its grouped per-sample ones at K x the MACs
+            # (one H200, `make gpu-check`: ldnet_w32 at batch 64 1.26x eager in float32).
+            return "mixture"
         # The patches rule was measured on CPUs; elsewhere the grouped convolution stays.
         tiny = self.kernel_size > 1 and pixels <= PATCHES_MAX_PIXELS and x.device.type == "cpu"
         return "patches" if tiny else "aggregate"
