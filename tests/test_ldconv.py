@@ -189,7 +189,6 @@ def test_auto_picks_per_shape_batch_and_grad_mode():
         assert conv.auto_execution(on_cuda) == "mixture"
         one = SimpleNamespace(shape=(1, wide, 32, 24), device=torch.device("cuda"))
         assert conv.auto_execution(one) == "aggregate"
-        )
     conv.weight.requires_grad_(False)  # frozen: no backward to speed up
     assert conv.auto_execution(torch.zeros(2, wide, 8, 6)) == "patches"
     conv.weight.requires_grad_(True)
