@@ -30,16 +30,33 @@ def conv_kind(weight_shape: list[int]) -> str:
     return f"Conv dense {height}x{width}"
 
 
-def operator_times(profile_path: str) -> dict[str, list[float]]:
-    """Microseconds per operator kind (convolutions by kind) over every profiled run."""
+def computed_kernel_convs(model_path) -> set[str]:
+    """Names of the Conv nodes whose kernel is computed in the graph (LDConv's per-sample
+    convolutions), not a stored initializer."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    stored = {initializer.name for initializer in graph.initializer}
+    return {
+        node.name for node in graph.node if node.op_type == "Conv" and node.input[1] not in stored
+    }
+
+
+def operator_times(profile_path: str, dynamic: set[str] = frozenset()) -> dict[str, list[float]]:
+    """Microseconds per operator kind (convolutions by kind; those in ``dynamic``, by node
+    name, as LDConv's per-sample ones) over every profiled run."""
     times: dict[str, list[float]] = defaultdict(list)
     for event in json.loads(Path(profile_path).read_text()):
         if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
             continue
         kind = event["args"]["op_name"]
-        if kind == "Conv":
+        if kind in ("Conv", "FusedConv"):
+            node = event["name"].removesuffix("_kernel_time")
             shapes = [next(iter(shape.values())) for shape in event["args"]["input_type_shape"]]
-            kind = conv_kind(shapes[1])
+            if node in dynamic:
+                kind = "Conv per-sample (LDConv)"
+            elif kind == "Conv":
+                kind = conv_kind(shapes[1])
         times[kind].append(event["dur"])
     return times
 
@@ -57,7 +74,7 @@ def profile(model_name: str, batch: int, input_size, threads: int, runs: int, fo
     feed = {INPUT_NAME: np.random.default_rng(0).random((batch, 3, *input_size), np.float32)}
     for _ in range(runs):
         session.run(None, feed)
-    times = operator_times(session.end_profiling())
+    times = operator_times(session.end_profiling(), computed_kernel_convs(path))
     total = sum(sum(values) for values in times.values())
     print(f"{model_name}, batch {batch}: {total / runs / 1000:.1f} ms of operator time per run")
     for kind, values in sorted(times.items(), key=lambda item: -sum(item[1])):
