@@ -1,6 +1,7 @@
 """Training engine: configs, checkpoints, DDP equivalence, kill-and-resume, NaN stop."""
 
 import csv
+import gc
 import os
 import signal
 import subprocess
@@ -338,6 +339,13 @@ def _ddp_gradients(rank: int, init_file: str, out_file: str) -> None:
     ((model(images[half]) - target[half]) ** 2).mean().backward()
     if rank == 0:
         torch.save({n: p.grad for n, p in model.module.named_parameters()}, out_file)
+    # Teardown in this order: PyTorch 2.13 can deadlock when the DDP reducer is freed while
+    # the group is torn down (the main thread, holding the GIL, waits in the gloo group's
+    # destructor for a worker thread that needs the GIL to free its last work item; seen
+    # once here). The barrier lets the workers finish; the model goes while the group lives.
+    dist.barrier()
+    del model
+    gc.collect()
     dist.destroy_process_group()
 
 

@@ -8,6 +8,7 @@ stops the run before anything is saved from the bad step.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -317,6 +318,11 @@ def train(
     finally:
         if log:
             log.close()
+        # The DDP model goes first, while its process group lives: freed after the group's
+        # teardown, PyTorch 2.13's gloo group can deadlock (its destructor, holding the GIL,
+        # waits for a worker thread that needs the GIL; seen once in the DDP test).
+        del session, model
+        gc.collect()
         distributed.cleanup(info)
     return last_metrics
 
