@@ -3,6 +3,8 @@ ONNX Runtime backend it times (parity with PyTorch, one graph per power-of-two b
 
 No timing assertions: speed targets are checked by benchmarks, not timed unit tests."""
 
+import copy
+
 import numpy as np
 import onnx
 import pytest
@@ -13,7 +15,13 @@ from torch import nn
 from ldnet.bench.models import PEAK_CHANNELS, PEAK_MAP, PEAK_MODEL, BenchError, benchmark_forward
 from ldnet.cli import main
 from ldnet.deploy.export import export_onnx
-from ldnet.inference.backends import BatchSpecializedOnnxBackend
+from ldnet.inference.backends import (
+    BatchSpecializedOnnxBackend,
+    CompiledTorchBackend,
+    CompileFailed,
+    TorchBackend,
+    power_of_two_chunks,
+)
 from ldnet.models import build_model
 from ldnet.models.complexity import measure
 from ldnet.models.ldconv import DynamicConv2d
@@ -95,6 +103,56 @@ def test_batch_specialised_onnx_matches_pytorch_at_batch_1_and_5(tmp_path):
         assert heatmaps.shape == expected[:count].shape
         assert np.abs(heatmaps - expected[:count]).max() <= 1e-4 * np.abs(expected).max()
     assert sorted(backend.sessions) == [1, 4]  # 5 ran as 4 + 1, no padding
+
+
+@pytest.mark.slow
+def test_compiled_pytorch_backend_matches_eager_in_power_of_two_chunks():
+    net = _small_ldconv_net()
+    eager = TorchBackend(copy.deepcopy(net))
+    compiled = CompiledTorchBackend(net)
+    crops = np.random.default_rng(0).standard_normal((5, 3, 16, 12)).astype(np.float32)
+    calls = []
+    real = compiled.compiled
+    compiled.compiled = lambda images: calls.append(len(images)) or real(images)
+    expected = eager(crops)
+    heatmaps = compiled(crops)
+    assert calls == [4, 1]  # 5 crops as 4 + 1: two shapes compiled, no padding
+    assert np.abs(heatmaps - expected).max() <= 1e-4 * np.abs(expected).max()
+    assert power_of_two_chunks(37, 16) == [16, 16, 4, 1] and power_of_two_chunks(0, 16) == []
+
+
+def test_compile_failure_is_one_line_naming_the_way_out(monkeypatch):
+    backend = CompiledTorchBackend(_small_ldconv_net())
+
+    def failing(images):
+        raise torch._dynamo.exc.TorchDynamoException("C++ compiler not found\nmore detail")
+
+    backend.compiled = failing
+    with pytest.raises(CompileFailed) as error:
+        backend(np.zeros((1, 3, 16, 12), np.float32))
+    assert str(error.value) == (
+        "backend pytorch-compile: torch.compile failed here (C++ compiler not found); "
+        "use --backend pytorch"
+    )
+
+
+def test_bench_runs_the_compiled_backend_beside_eager(monkeypatch):
+    compiled = []
+
+    def fake_compile(model, device):  # the wiring, not Inductor (tested above)
+        compiled.append(device.type)
+        return model
+
+    monkeypatch.setattr("ldnet.bench.models.compile_for_inference", fake_compile)
+    results = benchmark_forward(
+        ["ldnet_s"], [1], (64, 64), repeats=1, min_repeat_s=0.0,
+        backends=("pytorch", "pytorch-compile"), peak=True,
+    )  # fmt: skip
+    assert compiled == ["cpu"]
+    assert [(r.backend, r.model) for r in results] == [
+        ("pytorch", "dense-conv3x3"), ("pytorch", "ldnet_s"), ("pytorch-compile", "ldnet_s")
+    ]  # fmt: skip
+    assert results[-1].execution == "aggregate"
 
 
 def test_fixed_batch_graph_mixes_kernels_in_the_graph(tmp_path):

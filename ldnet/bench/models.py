@@ -5,8 +5,9 @@ rounds (every case once per round, several rounds) and each case reports its med
 burst of load from elsewhere hits all cases of a round alike instead of one case only.
 
 Backends: ``pytorch`` (eager, as deployed: BN folded, channels-last, LDConv "auto" unless
-told otherwise), ``onnxruntime`` and ``openvino`` (as ``PoseEstimator`` runs a model there:
-fixed-batch graphs, LDConv "aggregate") and ``onnxruntime-dynamic`` / ``openvino-dynamic``
+told otherwise), ``pytorch-compile`` (the same through ``torch.compile``), ``onnxruntime``
+and ``openvino`` (as ``PoseEstimator`` runs a model there: fixed-batch graphs, LDConv
+"aggregate") and ``onnxruntime-dynamic`` / ``openvino-dynamic``
 (the ``ldnet export onnx`` file: dynamic batch, LDConv "mixture"); every runtime gets as many
 threads as PyTorch uses. Each result names the LDConv forms that ran.
 
@@ -26,7 +27,12 @@ import torch
 
 from ldnet.bench.timing import seconds_per_call
 from ldnet.errors import LDNetError
-from ldnet.inference.backends import BACKENDS, BatchSpecializedOnnxBackend, onnx_file_backend
+from ldnet.inference.backends import (
+    BACKENDS,
+    BatchSpecializedOnnxBackend,
+    compile_for_inference,
+    onnx_file_backend,
+)
 from ldnet.models import build_model
 from ldnet.models.fuse import fuse_for_inference, to_channels_last
 from ldnet.models.ldconv import DynamicConv2d, executions_run, set_ldconv_execution
@@ -176,14 +182,19 @@ def benchmark_forward(
     cases = []
     with tempfile.TemporaryDirectory(prefix="ldnet-bench-") as folder:
         # The peak first: a machine where it cannot run stops before minutes of exports.
-        for backend in dict.fromkeys(b.removesuffix("-dynamic") for b in backends if peak):
+        # (A compiled dense convolution is the same oneDNN call: its peak is PyTorch's.)
+        runtimes = (b.removesuffix("-dynamic").removesuffix("-compile") for b in backends if peak)
+        for backend in dict.fromkeys(runtimes):
             run, macs[PEAK_MODEL] = peak_case(backend, folder)
             iterations = max(1, round(min_repeat_s / max(seconds_per_call(run, 1), 1e-6)))
             cases.append((backend, PEAK_MODEL, 1, run, iterations, "-"))
         for backend in backends:
             for name in models:
-                if backend == "pytorch":
+                if backend.startswith("pytorch"):
                     model = prepare_pytorch_model(name, num_joints, fuse, channels_last, execution)
+                    network = model
+                    if backend == "pytorch-compile":  # compiled at the first (warm-up) call
+                        network = compile_for_inference(model, torch.device("cpu"))
                 else:
                     runtime = backend.removesuffix("-dynamic")
                     dynamic = backend != runtime
@@ -194,13 +205,13 @@ def benchmark_forward(
                     graph_form = "mixture" if dynamic else "aggregate"
                 for batch in batches:
                     images = torch.randn(batch, 3, *input_size)
-                    if backend == "pytorch":
+                    if backend.startswith("pytorch"):
                         if channels_last:
                             images = images.contiguous(memory_format=torch.channels_last)
 
-                        def run(model=model, images=images):
+                        def run(network=network, images=images):
                             with torch.inference_mode():
-                                return model(images)
+                                return network(images)
 
                         with torch.inference_mode():
                             forms = describe_executions(executions_run(model, images))

@@ -1,4 +1,4 @@
-"""Run the network on a batch of crops: PyTorch eager, ONNX Runtime or OpenVINO.
+"""Run the network on a batch of crops: PyTorch (eager or compiled), ONNX Runtime or OpenVINO.
 
 All take float32 crops (N, 3, H, W), ImageNet-normalised RGB, and return float32 heatmaps
 (N, J, H/4, W/4) as numpy arrays; everything around the network is shared.
@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ldnet.errors import MissingExtra, require_extra
+from ldnet.errors import LDNetError, MissingExtra, require_extra
 from ldnet.models.fuse import fuse_for_inference, to_channels_last
 
-BACKENDS = ("pytorch", "onnxruntime", "openvino")
+BACKENDS = ("pytorch", "pytorch-compile", "onnxruntime", "openvino")
 # ONNX Runtime and OpenVINO are optional (the `deploy` and `openvino` extras); the versions
 # they were measured and tested with are bounded in pyproject.toml.
 BackendUnavailable = MissingExtra  # a backend whose runtime is not installed
@@ -35,10 +35,70 @@ class TorchBackend:
 
     @torch.inference_mode()
     def __call__(self, crops: np.ndarray) -> np.ndarray:
+        return self._run(self.model, crops)
+
+    def _run(self, network, crops: np.ndarray) -> np.ndarray:
         images = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
         if self.device.type == "cpu":
             images = images.contiguous(memory_format=torch.channels_last)
-        return self.model(images).float().cpu().numpy()
+        return network(images).float().cpu().numpy()
+
+
+class CompileFailed(LDNetError):
+    """torch.compile could not build the network here (no C++ compiler, an unsupported op)."""
+
+
+def compile_for_inference(model: torch.nn.Module, device: torch.device):
+    """``torch.compile`` as the backends use it: CUDA graphs on CUDA (mode "reduce-overhead":
+    one launch replays the whole network), Inductor's default elsewhere; one graph per input
+    shape (no dynamic shapes: LDConv's grouped form has the batch in its groups)."""
+    import torch._dynamo
+
+    # Every batch size is a shape of its own; beyond the limit dynamo would silently run
+    # the network eagerly.
+    config = torch._dynamo.config
+    config.cache_size_limit = max(config.cache_size_limit, 64)
+    config.accumulated_cache_size_limit = max(config.accumulated_cache_size_limit, 1024)
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    return torch.compile(model, mode=mode, dynamic=False)
+
+
+def power_of_two_chunks(count: int, largest: int) -> list[int]:
+    """Batch sizes that add up to ``count``, largest first: as many ``largest`` as fit, then
+    the powers of two in the rest's binary form (5 = 4 + 1)."""
+    sizes = [largest] * (count // largest)
+    rest = count % largest
+    return sizes + [1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1]
+
+
+class CompiledTorchBackend(TorchBackend):
+    """``TorchBackend`` through ``torch.compile``, crops in power-of-two chunks (so at most
+    log2(largest) + 1 shapes are ever compiled, each the first time it is seen: 20-90 s
+    apiece on 2 CPU cores, less on a GPU machine). Measured: on the CPU 1.36x `ldnet_w32`'s
+    eager images/s at batch 1 and 1.15x at batch 8 (`hrnet_w32` unchanged); on one H200
+    as CUDA graphs about 10x eager at batch 1 (docs/measurements.md, docs/gpu.md)."""
+
+    name = "pytorch-compile"
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", largest: int = 16):
+        super().__init__(model, device)
+        self.largest = largest
+        self.compiled = compile_for_inference(self.model, self.device)
+
+    @torch.inference_mode()
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        outputs, start = [], 0
+        for size in power_of_two_chunks(len(crops), self.largest):
+            try:
+                outputs.append(self._run(self.compiled, crops[start : start + size]))
+            except torch._dynamo.exc.TorchDynamoException as error:
+                first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+                raise CompileFailed(
+                    f"backend pytorch-compile: torch.compile failed here ({first_line[:200]}); "
+                    "use --backend pytorch"
+                ) from None
+            start += size
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
 
 def onnx_session(
@@ -158,10 +218,7 @@ class BatchSpecializedOnnxBackend:
 
     def chunk_sizes(self, count: int) -> list[int]:
         """Batch sizes that add up to ``count``, largest first."""
-        sizes = [self.largest] * (count // self.largest)
-        rest = count % self.largest
-        sizes += [1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1]
-        return sizes
+        return power_of_two_chunks(count, self.largest)
 
     def session_for(self, batch: int) -> OnnxRuntimeBackend | OpenVinoBackend:
         if batch not in self.sessions:
@@ -186,18 +243,21 @@ def export_fixed_batch(model: torch.nn.Module, batch: int, input_size, folder: s
 
 
 def make_backend(model: torch.nn.Module, backend: str, input_size, *, device="cpu", threads=None):
-    """A network as the named backend: ``pytorch`` (eager), ``onnxruntime`` or ``openvino``
-    (fixed-batch graphs exported on demand)."""
+    """A network as the named backend: ``pytorch`` (eager), ``pytorch-compile``
+    (``torch.compile``), ``onnxruntime`` or ``openvino`` (fixed-batch graphs exported on
+    demand)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if backend == "pytorch":
         return TorchBackend(model, device)
+    if backend == "pytorch-compile":
+        return CompiledTorchBackend(model, device)
     return BatchSpecializedOnnxBackend(model, input_size, threads, runtime=backend)
 
 
 def onnx_file_backend(path: str | Path, backend: str, threads: int | None = None):
-    """An exported ``.onnx`` file in ONNX Runtime (``pytorch`` means the default runtime
-    here: a file has no eager form) or OpenVINO."""
+    """An exported ``.onnx`` file in ONNX Runtime (``pytorch`` and ``pytorch-compile`` mean
+    the default runtime here: a file has no PyTorch form) or OpenVINO."""
     if backend == "openvino":
         return OpenVinoBackend(path, threads)
     return OnnxRuntimeBackend(path, threads)
