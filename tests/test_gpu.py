@@ -1,8 +1,8 @@
 """What only a CUDA device can check; `make gpu-check` runs these (`pytest -m gpu`).
 
 LDConv's executions on CUDA = CPU, forward and backward; an AMP training step close
-to float32; channels-last = contiguous; DDP over NCCL = one process; `ldnet train --device
-cuda` with resume. Skipped, with the reason, on a machine without CUDA.
+to float32; channels-last = contiguous; the compiled backend's CUDA graphs = eager; DDP over
+NCCL = one process; `ldnet train --device cuda` with resume. Skipped, with the reason, on a machine without CUDA.
 
 Comparisons run with TF32 off: on Ampere and later, cuDNN rounds float32 convolution inputs
 to a 10-bit mantissa by default (about 1e-3 relative), which would hide a 1e-4 check.
@@ -198,6 +198,26 @@ def test_channels_last_gives_the_same_outputs(name):
         sum(o.square().mean() for o in outputs).backward()
         grads.append(gradients(network))
     assert_gradients_close(grads[1], grads[0], 1e-9)
+
+
+# -- the compiled backend: CUDA graphs -------------------------------------------------------
+def test_compiled_backend_replays_cuda_graphs_equal_to_eager():
+    """`--backend pytorch-compile` on CUDA (mode "reduce-overhead"): 5 crops as 4 + 1, twice
+    (the second call replays the recorded graphs), equal to eager CUDA to 1e-4 of scale."""
+    import numpy as np
+
+    from ldnet.inference.backends import CompiledTorchBackend, TorchBackend
+
+    torch.manual_seed(0)
+    model = build_model("ldnet_s").eval()
+    eager = TorchBackend(copy.deepcopy(model), "cuda")
+    compiled = CompiledTorchBackend(model, "cuda")
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        crops = rng.standard_normal((5, 3, 64, 64)).astype(np.float32)
+        expected, actual = eager(crops), compiled(crops)
+        scale = np.abs(expected).max()
+        assert scale > 0 and np.abs(actual - expected).max() <= 1e-4 * scale
 
 
 # -- DDP over NCCL = one process --------------------------------------------------------------
