@@ -374,14 +374,16 @@ def reference_backend(backend: str) -> str:
 
 
 def preparation_order(keys: list[tuple]) -> list[tuple]:
-    """Eager cases first, then the compiled ones, "auto" before the other executions: what
-    a time budget cuts is the least needed."""
+    """Eager cases first, then the compiled ones, "auto" before the other executions and CUDA
+    graphs before the default mode (on one H200 CUDA graphs ran 1.6-6x the default mode's
+    images/s): what a time budget cuts is the least needed."""
 
     def rank(key):
         backend = key[0]
-        if compile_mode(backend) is None:
-            return (0, 0)
-        return (1, 0 if inference_execution(backend) == "auto" else 1)
+        mode = compile_mode(backend)
+        if mode is None:
+            return (0, 0, 0)
+        return (1, inference_execution(backend) != "auto", mode != "reduce-overhead")
 
     return sorted(keys, key=rank)  # stable: the report's order within each rank
 
