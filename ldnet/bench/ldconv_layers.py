@@ -91,6 +91,8 @@ def _median_ms(run: Callable, plan: LayerPlan, synchronize: Callable) -> float:
 
 def _inference_run(layer: Layer, batch: int, dtype, device) -> Callable:
     x = torch.randn(batch, *layer.input_shape, device=device, dtype=dtype)
+    if device.type == "cpu":  # as the CPU backend feeds its layers
+        x = x.contiguous(memory_format=torch.channels_last)
     module = layer.module
 
     def run():
