@@ -103,8 +103,11 @@ def image_path(image_id: int) -> Path:
     return VAL2017 / f"{image_id:012d}.jpg"
 
 
-def export_int8(checkpoint: Path, split_images, folder: Path) -> tuple[Path, int]:
-    """The int8 file, calibrated on six images with their person boxes plus a broken file."""
+def export_int8(
+    checkpoint: Path, split_images, folder: Path, said: list | None = None
+) -> tuple[Path, int]:
+    """The int8 file, calibrated on six images with their person boxes plus a broken file;
+    ``said`` gets what the command printed (stdout, stderr)."""
     calibration_ids, _, boxes = split_images
     images = folder / "calibration"
     images.mkdir()
@@ -119,8 +122,8 @@ def export_int8(checkpoint: Path, split_images, folder: Path) -> tuple[Path, int
     ]
     detections.write_text(json.dumps(rows))
     output = folder / "model_int8.onnx"
-    notes = io.StringIO()
-    with contextlib.redirect_stderr(notes):
+    notes, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(notes), contextlib.redirect_stdout(out):
         code = main(
             [
                 "export", "onnx", "--weights", str(checkpoint), "--output", str(output),
@@ -130,6 +133,8 @@ def export_int8(checkpoint: Path, split_images, folder: Path) -> tuple[Path, int
         )  # fmt: skip
     assert code == 0
     assert "skipped 1 unreadable calibration image(s): 000000000001.jpg" in notes.getvalue()
+    if said is not None:
+        said.extend([out.getvalue(), notes.getvalue()])
     return output, len(rows)
 
 
@@ -343,3 +348,25 @@ def test_no_readable_calibration_image_stops(checkpoint, tmp_path, capsys):
     assert code == 2
     assert f"{folder}: no calibration image left (2 unreadable of 2)" in only_line(err)
     assert not output.exists()
+
+
+def test_an_int8_file_far_from_float_is_named_in_a_warning(
+    checkpoint, split_images, tmp_path, monkeypatch
+):
+    """The export compares int8 with float heatmaps on its calibration crops and warns past
+    INT8_WARN_ERROR of the float peak (a trained official LDNet lost all its AP in int8)."""
+    said = []
+    (tmp_path / "near").mkdir()
+    (tmp_path / "far").mkdir()
+    export_int8(checkpoint, split_images, tmp_path / "near", said)
+    stdout, stderr = said
+    assert "% of the float peak, peaks at the same pixel " in stdout
+    assert "warning:" not in stderr  # this checkpoint quantizes well
+    monkeypatch.setattr("ldnet.cli.export.INT8_WARN_ERROR", -1.0)
+    said.clear()
+    path, _ = export_int8(checkpoint, split_images, tmp_path / "far", said)
+    (warning,) = [line for line in said[1].splitlines() if line.startswith("warning:")]
+    assert warning == (
+        f"warning: {path}: int8 is far from float on its own calibration crops; "
+        "measure its AP (ldnet test) before using it"
+    )
