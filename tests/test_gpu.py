@@ -2,7 +2,8 @@
 
 LDConv's executions on CUDA = CPU, forward and backward; an AMP training step close
 to float32; channels-last = contiguous; the compiled backend's CUDA graphs = eager; DDP over
-NCCL = one process; `ldnet train --device cuda` with resume. Skipped, with the reason, on a machine without CUDA.
+NCCL = one process; `ldnet train --device cuda` with resume. Skipped, with the reason, on a
+machine without CUDA.
 
 Comparisons run with TF32 off: on Ampere and later, cuDNN rounds float32 convolution inputs
 to a 10-bit mantissa by default (about 1e-3 relative), which would hide a 1e-4 check.
