@@ -75,27 +75,44 @@ def profile(model_name: str, batch: int, input_size, threads: int, runs: int, fo
     for _ in range(runs):
         session.run(None, feed)
     times = operator_times(session.end_profiling(), computed_kernel_convs(path))
-    total = sum(sum(values) for values in times.values())
-    print(f"{model_name}, batch {batch}: {total / runs / 1000:.1f} ms of operator time per run")
-    for kind, values in sorted(times.items(), key=lambda item: -sum(item[1])):
-        share = sum(values) / total
-        if share >= 0.005:
-            print(f"  {kind:24s} {100 * share:5.1f} %  {len(values) // runs:4d} per run")
+    print_shares(
+        f"{model_name}, batch {batch}",
+        {kind: sum(values) for kind, values in times.items()},
+        runs,
+        {kind: len(values) // runs for kind, values in times.items()},
+    )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["ldnet", "hrnet_w32"])
+def print_shares(title: str, time_by_kind: dict, runs: int, calls_per_run=None) -> None:
+    """The operator time per run and each kind's share of it (kinds under 0.5 % left out);
+    shared with tools/profile_pytorch.py."""
+    total = sum(time_by_kind.values())
+    print(f"{title}: {total / runs / 1000:.1f} ms of operator time per run")
+    for kind, value in sorted(time_by_kind.items(), key=lambda item: -item[1]):
+        if value / total >= 0.005:
+            calls = "" if calls_per_run is None else f"  {calls_per_run[kind]:4d} per run"
+            print(f"  {kind:36s} {100 * value / total:5.1f} %{calls}")
+
+
+def parse_arguments(description: str) -> argparse.Namespace:
+    """The options both profiling tools take; ``input_size`` parsed from ``--input``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--models", nargs="+", default=["ldnet_w32", "hrnet_w32"])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--input", default="256x192", help="HxW")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    input_size = tuple(int(value) for value in args.input.split("x"))
+    args.input_size = tuple(int(value) for value in args.input.split("x"))
+    return args
+
+
+def main() -> None:
+    args = parse_arguments(__doc__.splitlines()[0])
     with tempfile.TemporaryDirectory(prefix="ldnet-profile-") as folder:
         for model_name in args.models:
             for batch in args.batch:
-                profile(model_name, batch, input_size, args.threads, args.runs, folder)
+                profile(model_name, batch, args.input_size, args.threads, args.runs, folder)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ share moves most between runs on a shared machine (27-44 % at batch 8 in three r
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from contextlib import contextmanager
 
 import torch
+from profile_onnx import conv_kind, parse_arguments, print_shares  # this folder's companion
 from torch.profiler import ProfilerActivity, profile, record_function
 
 # The one profiler range the tool wraps around each LDConv call (not in the package: no cost
@@ -41,15 +41,6 @@ def labelled_ldconv():
         yield
     finally:
         DynamicConv2d.forward = original
-
-
-def conv_kind(weight_shape) -> str:
-    out_channels, in_per_group, height, width = weight_shape
-    if height == width == 1:
-        return "conv 1x1"
-    if in_per_group == 1:
-        return f"conv depthwise {height}x{width}"
-    return f"conv dense {height}x{width}"
 
 
 CONVOLUTIONS = ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward", "aten::conv2d")
@@ -100,25 +91,14 @@ def profile_model(name: str, batch: int, input_size, threads: int, runs: int) ->
     for event in recorded.events():
         if event.self_cpu_time_total > 0 and not event.name.startswith(LDCONV):
             times[category(event)] += event.self_cpu_time_total
-    total = sum(times.values())
-    print(f"{name}, batch {batch}: {total / runs / 1000:.1f} ms of operator time per run")
-    for kind, value in sorted(times.items(), key=lambda item: -item[1]):
-        if value / total >= 0.005:
-            print(f"  {kind:36s} {100 * value / total:5.1f} %")
+    print_shares(f"{name}, batch {batch}", times, runs)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["ldnet_w32", "hrnet_w32"])
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--input", default="256x192", help="HxW")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
-    input_size = tuple(int(value) for value in args.input.split("x"))
+    args = parse_arguments(__doc__.splitlines()[0])
     for name in args.models:
         for batch in args.batch:
-            profile_model(name, batch, input_size, args.threads, args.runs)
+            profile_model(name, batch, args.input_size, args.threads, args.runs)
 
 
 if __name__ == "__main__":
