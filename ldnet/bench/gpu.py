@@ -33,7 +33,7 @@ from ldnet.bench.models import (
 )
 from ldnet.bench.timing import seconds_per_call
 from ldnet.engine.step import adam, apply_gradients, forward_loss
-from ldnet.inference.backends import onnx_session
+from ldnet.inference.backends import allow_recompiles, onnx_session
 from ldnet.models import build_model
 from ldnet.models.fuse import to_channels_last
 from ldnet.models.ldconv import EXECUTIONS, set_ldconv_execution
@@ -66,8 +66,9 @@ METHOD = {
     "the named dtype; LDConv in the named execution (backend pytorch-<dtype>-<execution>), "
     "'-compile': torch.compile(mode='default') of that model, '-cudagraphs': "
     "torch.compile(mode='reduce-overhead'), its kernels replayed as one CUDA graph",
-    "time_budget": "compiled cases are prepared after the eager ones, 'auto' first; one "
-    "that would start after the plan's budget_s is listed as skipped, not measured",
+    "time_budget": "compiled cases are prepared after the eager ones, 'auto' first, CUDA "
+    "graphs before the default mode; one that would start after the plan's budget_s is "
+    "listed as skipped, not measured",
     "onnxruntime": "the `ldnet export onnx` graph (LDConv 'mixture', dynamic batch), input "
     "and output bound on the provider's device",
     "memory_format": "contiguous (NCHW) on CUDA, channels-last on the CPU, as the engine",
@@ -103,6 +104,9 @@ class Plan:
     # Seconds after which no further compiled case starts (about 20-60 s each): what keeps
     # `make gpu-check` inside one 10-minute device call. None: no limit.
     budget_s: float | None = 330.0
+    # fnmatch patterns on "backend/model/batch": only the matching cases (a second, shorter
+    # device call); () for all.
+    only: tuple[str, ...] = ()
 
     def backends(self, device: str) -> list[str]:
         """Case labels: ``pytorch-train[-amp]-<execution>``,
@@ -117,10 +121,6 @@ class Plan:
         if self.onnxruntime:
             labels.append(f"onnxruntime-{device}-float32")
         return labels
-
-    # fnmatch patterns on "backend/model/batch": only the matching cases (a second, shorter
-    # device call); () for all.
-    only: tuple[str, ...] = ()
 
     def cases(self, device: str) -> list[tuple[str, str, int]]:
         """(backend, model, batch) of every figure, in the order they are reported."""
@@ -261,12 +261,7 @@ def inference_call(
     model = prepare_pytorch_model(name, plan.num_joints, True, _channels_last(device), execution)
     model = model.to(device, dtype)
     if mode is not None:
-        # Every case compiles a fresh model through the same code objects (the network's and
-        # LDConv's forward): without room for them dynamo would silently fall back to eager.
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
-        torch._dynamo.config.accumulated_cache_size_limit = max(
-            torch._dynamo.config.accumulated_cache_size_limit, 4096
-        )
+        allow_recompiles()  # every case compiles a fresh model
         model = torch.compile(model, mode=mode, fullgraph=True)
     images = _images(batch, plan, device, dtype)
 

@@ -52,15 +52,20 @@ def compile_for_inference(model: torch.nn.Module, device: torch.device):
     """``torch.compile`` as the backends use it: CUDA graphs on CUDA (mode "reduce-overhead":
     one launch replays the whole network), Inductor's default elsewhere; one graph per input
     shape (no dynamic shapes: LDConv's grouped form has the batch in its groups)."""
-    import torch._dynamo
-
-    # Every batch size is a shape of its own; beyond the limit dynamo would silently run
-    # the network eagerly.
-    config = torch._dynamo.config
-    config.cache_size_limit = max(config.cache_size_limit, 64)
-    config.accumulated_cache_size_limit = max(config.accumulated_cache_size_limit, 1024)
+    allow_recompiles()
     mode = "reduce-overhead" if device.type == "cuda" else None
     return torch.compile(model, mode=mode, dynamic=False)
+
+
+def allow_recompiles() -> None:
+    """Room in dynamo's caches for many compiled shapes and models: every batch size is a
+    shape of its own, and every model compiled runs through the same code objects (the
+    network's and LDConv's forward); past the limit dynamo would silently run eagerly."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    config.cache_size_limit = max(config.cache_size_limit, 256)
+    config.accumulated_cache_size_limit = max(config.accumulated_cache_size_limit, 4096)
 
 
 def power_of_two_chunks(count: int, largest: int) -> list[int]:
@@ -87,18 +92,23 @@ class CompiledTorchBackend(TorchBackend):
 
     @torch.inference_mode()
     def __call__(self, crops: np.ndarray) -> np.ndarray:
-        outputs, start = [], 0
-        for size in power_of_two_chunks(len(crops), self.largest):
-            try:
-                outputs.append(self._run(self.compiled, crops[start : start + size]))
-            except torch._dynamo.exc.TorchDynamoException as error:
-                first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
-                raise CompileFailed(
-                    f"backend pytorch-compile: torch.compile failed here ({first_line[:200]}); "
-                    "use --backend pytorch"
-                ) from None
-            start += size
-        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+        try:
+            return run_in_chunks(crops, self.largest, lambda chunk: self._run(self.compiled, chunk))
+        except torch._dynamo.exc.TorchDynamoException as error:
+            first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+            raise CompileFailed(
+                f"backend pytorch-compile: torch.compile failed here ({first_line[:200]}); "
+                "use --backend pytorch"
+            ) from None
+
+
+def run_in_chunks(crops: np.ndarray, largest: int, run) -> np.ndarray:
+    """``run`` on ``crops`` in ``power_of_two_chunks``, outputs joined in order."""
+    outputs, start = [], 0
+    for size in power_of_two_chunks(len(crops), largest):
+        outputs.append(run(crops[start : start + size]))
+        start += size
+    return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
 
 def onnx_session(
@@ -228,11 +238,7 @@ class BatchSpecializedOnnxBackend:
         return self.sessions[batch]
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
-        outputs, start = [], 0
-        for size in self.chunk_sizes(len(crops)):
-            outputs.append(self.session_for(size)(crops[start : start + size]))
-            start += size
-        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+        return run_in_chunks(crops, self.largest, lambda chunk: self.session_for(len(chunk))(chunk))
 
 
 def export_fixed_batch(model: torch.nn.Module, batch: int, input_size, folder: str | Path) -> Path:
