@@ -19,6 +19,7 @@ file run with 16-bit products.
 import contextlib
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,10 @@ from ldnet.data.dataset import prepare_crops
 from ldnet.data.images import read_image
 from ldnet.data.transforms import PIXEL_STD, box_to_center_scale
 from ldnet.deploy.export import read_metadata
+from ldnet.deploy.int8 import RUNAWAY_FACTOR, CalibrationSet, drop_runaway_crops
 from ldnet.inference import load_model
 from ldnet.inference.backends import onnx_session
+from ldnet.models import build_model
 from ldnet.predict import PoseEstimator
 
 SIZE = (64, 64)
@@ -370,3 +373,27 @@ def test_an_int8_file_far_from_float_is_named_in_a_warning(
         f"warning: {path}: int8 is far from float on its own calibration crops; "
         "measure its AP (ldnet test) before using it"
     )
+
+
+def test_crops_whose_activations_run_away_are_left_out_of_calibration(split_images):
+    """One int8 range per tensor cannot hold crops whose activations run 10x past the rest
+    (a trained official LDNet lost all its AP to 16 such crops of 172): they are left out,
+    counted and named in the record; crops within a few times the median stay."""
+    model = build_model("ldnet_s", 17).eval()
+    unit_gain_weights(model)
+    crops = np.concatenate([held_out_crops(split_images)] * 2)[:6]  # ordinary real crops
+    scaled = crops.copy()
+    scaled[1] *= 1000.0  # every activation of the network about 1000x (ReLU, eval BatchNorm)
+    scaled[4] *= 1000.0
+    scaled[2] *= 3.0  # a brighter crop: more than the median, well within the factor
+    calibration = CalibrationSet(scaled, images=3, unreadable=[], without_boxes=0)
+    kept = drop_runaway_crops(model, calibration)
+    assert kept.runaway == 2
+    np.testing.assert_array_equal(kept.crops, scaled[[0, 2, 3, 5]])
+    assert kept.describe(Path("calib")) == (
+        "4 crops (mirrored included) of 3 images in calib, 2 more left out "
+        f"(activations past {RUNAWAY_FACTOR:g}x the median crop's)"
+    )
+    ordinary = drop_runaway_crops(model, replace(calibration, crops=crops))
+    assert ordinary.runaway == 0 and len(ordinary.crops) == 6
+    assert ordinary.describe(Path("calib")) == "6 crops (mirrored included) of 3 images in calib"

@@ -144,7 +144,12 @@ def run_int8(args, model, info) -> int:
     import numpy as np
 
     from ldnet.deploy.export import export_onnx
-    from ldnet.deploy.int8 import calibration_set, quantize_onnx
+    from ldnet.deploy.int8 import (
+        RUNAWAY_FACTOR,
+        calibration_set,
+        drop_runaway_crops,
+        quantize_onnx,
+    )
     from ldnet.inference.backends import onnx_session
 
     # The crops first: a bad folder stops before the minutes of export and calibration.
@@ -161,6 +166,14 @@ def run_int8(args, model, info) -> int:
         print(
             f"note: {calibration.without_boxes} calibration image(s) without a person box in "
             f"{args.calibration_detections} left out",
+            file=sys.stderr,
+        )
+    calibration = drop_runaway_crops(model, calibration)
+    if calibration.runaway:
+        print(
+            f"note: left out {calibration.runaway} calibration crop(s) on which the float "
+            f"network's activations run past {RUNAWAY_FACTOR:g}x the median crop's: one int8 "
+            "range per tensor cannot hold them and the others",
             file=sys.stderr,
         )
     described = calibration.describe(args.calibration)
@@ -197,8 +210,9 @@ def run_int8(args, model, info) -> int:
                 f"peaks at the same pixel {100 * agree:.0f} %"
             )
             if error > INT8_WARN_ERROR:
-                # Seen on a trained official LDNet (memorisation: AP 0.908 -> 0.000); the
-                # demo's ldnet_s stays near 10 %. A file this far off is not usable.
+                # Seen on a trained official LDNet calibrated on every crop (memorisation:
+                # AP 0.908 -> 0.000, before RUNAWAY_FACTOR); the demo's ldnet_s stays near
+                # 10 %. A file this far off is not usable.
                 print(
                     f"warning: {path}: int8 is far from float on its own calibration crops; "
                     "measure its AP (ldnet test) before using it",

@@ -26,10 +26,11 @@ measured AP and speed). The choice is recorded in the file as ``ldnet.quantizati
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,8 @@ import numpy as np
 from ldnet.errors import LDNetError
 
 if TYPE_CHECKING:  # the command line imports this module for its choices: keep that light
+    import torch
+
     from ldnet.models.record import ModelRecord
 
 # ONNX Runtime's calibration methods by the names the command line uses.
@@ -54,6 +57,14 @@ DEFAULT_CALIBRATION_METHOD = "percentile"
 # 7-bit weights, [-64, 64]: no pair of uint8 x int8 products can saturate ONNX Runtime's 16-bit
 # sums on x86-64 CPUs without VNNI (the module docstring). False is the former call.
 REDUCE_RANGE = True
+# A calibration crop is left out when the float network's activations on it run past this
+# multiple of the median crop's (the largest |activation| at the stem's and at each stage's
+# outputs). One 8-bit range per tensor cannot hold both kinds: on the COCO-MINI memorisation
+# checkpoint (a trained published `ldnet_w32`) 16 of 172 crops grew stage by stage to 12-208x
+# the median crop's (the others at most 5.7x), their ranges quantized every other crop's
+# activations to a few levels, and int8 lost all AP (0.908 -> 0.000); calibrated without
+# them, 0.932 (docs/measurements.md "int8"). On the demo's crops the largest is 2.9x.
+RUNAWAY_FACTOR = 10.0
 
 
 class CalibrationError(LDNetError):
@@ -68,9 +79,17 @@ class CalibrationSet:
     images: int  # images that gave at least one crop
     unreadable: list[tuple[str, str]]  # (file name, reason)
     without_boxes: int  # images the detection file gives no person box for
+    runaway: int = 0  # crops left out by ``drop_runaway_crops``
 
     def describe(self, folder: Path) -> str:
-        return f"{len(self.crops)} crops (mirrored included) of {self.images} images in {folder}"
+        crops, images = len(self.crops), self.images
+        described = f"{crops} crops (mirrored included) of {images} images in {folder}"
+        if self.runaway:
+            described += (
+                f", {self.runaway} more left out (activations past {RUNAWAY_FACTOR:g}x "
+                "the median crop's)"
+            )
+        return described
 
 
 def calibration_set(
@@ -121,6 +140,45 @@ def calibration_set(
         images,
         unreadable,
         without_boxes,
+    )
+
+
+def activation_peaks(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """(N, parts): the largest |activation| of each crop at the outputs of ``model``'s stem
+    and of each of its stages (float, eval mode)."""
+    import torch
+
+    found: list[torch.Tensor] = []
+
+    def record(module, args, output) -> None:
+        outputs = output if isinstance(output, (list, tuple)) else [output]
+        found.append(torch.stack([out.abs().amax(dim=(1, 2, 3)) for out in outputs]).amax(0))
+
+    parts = [model.stem, *model.stages]
+    hooks = [part.register_forward_hook(record) for part in parts]
+    peaks = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(crops), batch_size):
+                found.clear()
+                model(torch.from_numpy(crops[start : start + batch_size]))
+                peaks.append(torch.stack(found, dim=1))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return torch.cat(peaks).numpy()
+
+
+def drop_runaway_crops(model: torch.nn.Module, calibration: CalibrationSet) -> CalibrationSet:
+    """``calibration`` without the crops on which ``model``'s activations run past
+    ``RUNAWAY_FACTOR`` x the median crop's at any stage (counted in ``runaway``)."""
+    peaks = activation_peaks(model.eval(), calibration.crops)
+    ratio = (peaks / np.maximum(np.median(peaks, axis=0), 1e-12)).max(axis=1)
+    keep = ratio <= RUNAWAY_FACTOR
+    return replace(
+        calibration,
+        crops=np.ascontiguousarray(calibration.crops[keep]),
+        runaway=calibration.runaway + int((~keep).sum()),
     )
 
 
@@ -241,12 +299,14 @@ def quantization_record(quant_format: str, reduce_range: bool) -> str:
 @contextmanager
 def _quiet_root_logger():
     """The quantizer logs a warning on the root logger for every integer tensor it leaves
-    alone (shapes, indices): dozens of lines that are no problem."""
+    alone (shapes, indices), and its histogram calibrators print a line to stdout for every
+    calibration batch (300 for the demo): none of it is a problem or a result."""
     logger = logging.getLogger()
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        yield
+        with redirect_stdout(io.StringIO()):
+            yield
     finally:
         logger.setLevel(level)
 
