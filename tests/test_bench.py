@@ -4,12 +4,13 @@ ONNX Runtime backend it times (parity with PyTorch, one graph per power-of-two b
 No timing assertions: speed targets are checked by benchmarks, not timed unit tests."""
 
 import copy
+import json
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import spread
+from helpers import only_line, spread
 from torch import nn
 
 from ldnet.bench.models import PEAK_CHANNELS, PEAK_MAP, PEAK_MODEL, BenchError, benchmark_forward
@@ -182,3 +183,44 @@ def test_fixed_batch_graph_mixes_kernels_in_the_graph(tmp_path):
     assert main_convs(dynamic) == [(1, 4 * 8), (1, 4 * 4)]
     with pytest.raises(ValueError, match="batch size must be at least 1"):
         export_onnx(net, tmp_path / "zero.onnx", (16, 12), batch=0)
+
+
+def test_bench_times_each_backend_in_a_process_of_its_own(capsys, monkeypatch):
+    """Several backends in one process slow each other (eager 1.4x slower beside ONNX
+    Runtime sessions): each runs in a child `ldnet bench --json`, the table joins them."""
+    import subprocess
+
+    commands = []
+    real_run = subprocess.run
+
+    def spy(command, **kwargs):
+        commands.append(command)
+        return real_run(command, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", spy)
+    code = main(
+        ["bench", "--models", "ldnet_s", "hrnet_w32", "--batch", "1", "--input", "64x64",
+         "--backend", "pytorch", "onnxruntime", "--repeats", "1", "--min-repeat-s", "0",
+         "--threads", "1", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    assert [command[command.index("--backend") + 1 :] for command in commands] == [
+        ["pytorch", "--json"], ["onnxruntime", "--json"]
+    ]  # fmt: skip
+    assert all("--threads" in command and "1" in command for command in commands)
+    rows = json.loads(capsys.readouterr().out)
+    assert [(row["backend"], row["model"]) for row in rows] == [
+        ("pytorch", "ldnet_s"), ("pytorch", "hrnet_w32"),
+        ("onnxruntime", "ldnet_s"), ("onnxruntime", "hrnet_w32"),
+    ]  # fmt: skip
+    assert rows[1]["speedup_vs_hrnet_w32"] == 1.0 and rows[2]["speedup_vs_pytorch"] > 0
+
+    def failing(command, **kwargs):
+        return subprocess.CompletedProcess(command, 2, "", "ldnet bench: error: no openvino\n")
+
+    monkeypatch.setattr(subprocess, "run", failing)
+    code = main(["bench", "--models", "ldnet_s", "--backend", "pytorch", "openvino"])
+    assert code == 2
+    assert only_line(capsys.readouterr().err) == (
+        "ldnet bench: error: --backend pytorch: no openvino"
+    )

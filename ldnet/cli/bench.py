@@ -25,7 +25,8 @@ def register(subparsers) -> None:
             "folded into convolutions; PyTorch eager in channels-last memory, ONNX Runtime on "
             "fixed-batch graphs as `PoseEstimator` runs them (`onnxruntime-dynamic`: the "
             "`ldnet export onnx` file), same thread count. GMAC/s per case; --peak adds the "
-            "machine's dense 3x3 convolution in the same rounds."
+            "machine's dense 3x3 convolution in the same rounds. Several backends run one after "
+            "the other, each in a process of its own."
         ),
     )
     parser.add_argument(
@@ -82,6 +83,12 @@ def register(subparsers) -> None:
         help="time training steps (forward, loss, backward, Adam) instead of inference; "
         "uses the first --batch value",
     )
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="time several --backend values in this one process, rounds interleaved (default: "
+        "each backend in a process of its own; in one process they slow each other)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list of results")
     parser.set_defaults(run=run)
     bench_subparsers = parser.add_subparsers(dest="bench_target", metavar="TARGET")
@@ -96,14 +103,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
-    from ldnet.bench.models import (
-        backend_speedups,
-        benchmark_forward,
-        benchmark_training,
-        speedups,
-    )
     from ldnet.models import PRESETS
 
     for name in args.models:
@@ -111,6 +110,58 @@ def run(args) -> int:
             raise CLIError(f"unknown model {name!r}; choose from {', '.join(PRESETS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if len(args.backend) > 1 and not args.train and not args.same_process:
+        results = results_in_separate_processes(args)
+    else:
+        results = results_in_this_process(args)
+    report(args, results)
+    return 0
+
+
+# Several backends in one process slow each other: on a 2-core AMD EPYC `ldnet_w32`'s PyTorch
+# eager ran 13.3 images/s at batch 1 beside ONNX Runtime sessions and 18.3-18.8 alone
+# (docs/measurements.md, "One backend per process"). Users deploy one backend per process.
+def results_in_separate_processes(args) -> list:
+    """Each backend timed by ``ldnet bench --json`` in a child process, one after the other."""
+    import subprocess
+    import sys
+    from dataclasses import fields
+
+    from ldnet.bench.models import BenchResult
+
+    names = {field.name for field in fields(BenchResult)}
+    results = []
+    for backend in args.backend:
+        command = [sys.executable, "-m", "ldnet.cli", "bench", *_child_arguments(args)]
+        command += ["--backend", backend, "--json"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
+            said = lines[-1].removeprefix("ldnet bench: error: ")
+            raise CLIError(f"--backend {backend}: {said}")
+        for row in json.loads(done.stdout):
+            results.append(BenchResult(**{k: v for k, v in row.items() if k in names}))
+    return results
+
+
+def _child_arguments(args) -> list[str]:
+    """The options of this run that a one-backend child needs, as command-line words."""
+    height, width = args.input
+    words = ["--models", *args.models, "--batch", *map(str, args.batch)]
+    words += ["--input", f"{height}x{width}", "--joints", str(args.joints)]
+    words += ["--repeats", str(args.repeats), "--min-repeat-s", str(args.min_repeat_s)]
+    words += ["--execution", args.execution]
+    if args.threads:
+        words += ["--threads", str(args.threads)]
+    words += [flag for flag, on in (("--no-fuse", args.no_fuse), ("--nchw", args.nchw)) if on]
+    return words + (["--peak"] if args.peak else [])
+
+
+def results_in_this_process(args) -> list:
+    from tqdm import tqdm
+
+    from ldnet.bench.models import benchmark_forward, benchmark_training
+
     with tqdm(total=args.repeats, desc="bench rounds", disable=args.json, leave=False) as bar:
         if args.train:
             results = benchmark_training(
@@ -136,6 +187,12 @@ def run(args) -> int:
                 peak=args.peak,
                 execution=args.execution,
             )
+    return results
+
+
+def report(args, results) -> None:
+    from ldnet.bench.models import backend_speedups, speedups
+
     ratios = speedups(results, args.reference) if args.reference in args.models else {}
     several = len({r.backend for r in results}) > 1
     ratios = {(k if several else ("", *k)): v for k, v in ratios.items()}
@@ -151,7 +208,7 @@ def run(args) -> int:
                 row["speedup_vs_pytorch"] = vs_pytorch[(result.backend, result.model, result.batch)]
             rows.append(row)
         print(json.dumps(rows, indent=2))
-        return 0
+        return
     height, width = args.input
     if args.train:
         mode = "training steps (forward, loss, backward, Adam), channels-last"
@@ -160,9 +217,10 @@ def run(args) -> int:
             f"inference, {'BN folded' if not args.no_fuse else 'BN unfolded'}, "
             f"{'NCHW' if args.nchw else 'channels-last'}"
         )
+    apart = len(args.backend) > 1 and not args.train and not args.same_process
     print(
         f"input {height}x{width}, {torch.get_num_threads()} threads, {mode}, "
-        f"median of {args.repeats} rounds"
+        f"median of {args.repeats} rounds" + (", each backend in its own process" if apart else "")
     )
     header = (
         f"{'backend':<19} {'model':<18} {'batch':>5} {'images/s':>9} {'ms/batch':>9} {'GMAC/s':>7}"
@@ -188,4 +246,3 @@ def run(args) -> int:
         if (result.backend, result.model, result.batch) in vs_pytorch:
             line += f" {vs_pytorch[(result.backend, result.model, result.batch)]:>10.2f}x"
         print(line)
-    return 0
