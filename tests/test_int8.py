@@ -397,3 +397,13 @@ def test_crops_whose_activations_run_away_are_left_out_of_calibration(split_imag
     ordinary = drop_runaway_crops(model, replace(calibration, crops=crops))
     assert ordinary.runaway == 0 and len(ordinary.crops) == 6
     assert ordinary.describe(Path("calib")) == "6 crops (mirrored included) of 3 images in calib"
+
+
+def test_a_dead_stage_does_not_make_every_crop_a_runaway(monkeypatch):
+    """A part whose median crop's activations are all zero gives no scale: it is skipped."""
+    peaks = np.array([[1.0, 0.0], [1.2, 0.0], [0.9, 5.0], [30.0, 0.0]])
+    monkeypatch.setattr("ldnet.deploy.int8.activation_peaks", lambda model, crops: peaks)
+    crops = np.arange(4, dtype=np.float32).reshape(4, 1, 1, 1)
+    kept = drop_runaway_crops(torch.nn.Identity(), CalibrationSet(crops, 4, [], 0))
+    assert kept.runaway == 1  # only the crop 30x the median of the live part
+    np.testing.assert_array_equal(kept.crops.ravel(), [0.0, 1.0, 2.0])

@@ -173,7 +173,11 @@ def drop_runaway_crops(model: torch.nn.Module, calibration: CalibrationSet) -> C
     """``calibration`` without the crops on which ``model``'s activations run past
     ``RUNAWAY_FACTOR`` x the median crop's at any stage (counted in ``runaway``)."""
     peaks = activation_peaks(model.eval(), calibration.crops)
-    ratio = (peaks / np.maximum(np.median(peaks, axis=0), 1e-12)).max(axis=1)
+    median = np.median(peaks, axis=0)
+    # A part whose median crop has no activation at all (a dead stage) has no scale to
+    # compare with: it is not used, rather than letting every live crop look like a runaway.
+    live = median > 0
+    ratio = (peaks[:, live] / median[live]).max(axis=1, initial=0.0)
     keep = ratio <= RUNAWAY_FACTOR
     return replace(
         calibration,
