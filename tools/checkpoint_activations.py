@@ -22,14 +22,18 @@ import argparse
 import numpy as np
 import torch
 
-from ldnet.deploy.int8 import RUNAWAY_FACTOR, activation_peaks, calibration_set
+from ldnet.deploy.int8 import (
+    RUNAWAY_FACTOR,
+    activation_peaks,
+    calibration_set,
+    runaway_ratios,
+)
 from ldnet.inference import load_model
 from ldnet.models.ldconv import DynamicConv2d, KernelAttention
 
 
 def runaway_report(model: torch.nn.Module, crops: np.ndarray) -> None:
-    peaks = activation_peaks(model, crops)
-    ratio = (peaks / np.median(peaks, axis=0)).max(axis=1)
+    ratio = runaway_ratios(activation_peaks(model, crops))
     largest = np.sort(ratio)[::-1][:20]
     print(f"{len(crops)} crops; largest activation against the median crop's (max over stages):")
     print("  largest 20: " + " ".join(f"{value:.1f}" for value in largest))

@@ -110,12 +110,17 @@ def run(args) -> int:
             raise CLIError(f"unknown model {name!r}; choose from {', '.join(PRESETS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if len(args.backend) > 1 and not args.train and not args.same_process:
+    if backends_apart(args):
         results = results_in_separate_processes(args)
     else:
         results = results_in_this_process(args)
     report(args, results)
     return 0
+
+
+def backends_apart(args) -> bool:
+    """Whether this run times its backends in processes of their own (see below)."""
+    return len(args.backend) > 1 and not args.train and not args.same_process
 
 
 # Several backends in one process slow each other: on a 2-core AMD EPYC `ldnet_w32`'s PyTorch
@@ -217,7 +222,7 @@ def report(args, results) -> None:
             f"inference, {'BN folded' if not args.no_fuse else 'BN unfolded'}, "
             f"{'NCHW' if args.nchw else 'channels-last'}"
         )
-    apart = len(args.backend) > 1 and not args.train and not args.same_process
+    apart = backends_apart(args)
     print(
         f"input {height}x{width}, {torch.get_num_threads()} threads, {mode}, "
         f"median of {args.repeats} rounds" + (", each backend in its own process" if apart else "")

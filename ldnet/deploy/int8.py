@@ -169,15 +169,20 @@ def activation_peaks(model: torch.nn.Module, crops: np.ndarray, batch_size: int 
     return torch.cat(peaks).numpy()
 
 
-def drop_runaway_crops(model: torch.nn.Module, calibration: CalibrationSet) -> CalibrationSet:
-    """``calibration`` without the crops on which ``model``'s activations run past
-    ``RUNAWAY_FACTOR`` x the median crop's at any stage (counted in ``runaway``)."""
-    peaks = activation_peaks(model.eval(), calibration.crops)
+def runaway_ratios(peaks: np.ndarray) -> np.ndarray:
+    """(N,): each crop's largest ratio, over the parts, of its ``activation_peaks`` to the
+    median crop's."""
     median = np.median(peaks, axis=0)
     # A part whose median crop has no activation at all (a dead stage) has no scale to
     # compare with: it is not used, rather than letting every live crop look like a runaway.
     live = median > 0
-    ratio = (peaks[:, live] / median[live]).max(axis=1, initial=0.0)
+    return (peaks[:, live] / median[live]).max(axis=1, initial=0.0)
+
+
+def drop_runaway_crops(model: torch.nn.Module, calibration: CalibrationSet) -> CalibrationSet:
+    """``calibration`` without the crops on which ``model``'s activations run past
+    ``RUNAWAY_FACTOR`` x the median crop's at any stage (counted in ``runaway``)."""
+    ratio = runaway_ratios(activation_peaks(model.eval(), calibration.crops))
     keep = ratio <= RUNAWAY_FACTOR
     return replace(
         calibration,
