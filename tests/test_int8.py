@@ -36,12 +36,10 @@ from ldnet.data.images import read_image
 from ldnet.data.transforms import PIXEL_STD, box_to_center_scale
 from ldnet.deploy.export import read_metadata
 from ldnet.deploy.int8 import (
-    LEAKY_INPUT_FLOOR,
     RUNAWAY_FACTOR,
     CalibrationSet,
     drop_runaway_crops,
     float_tail,
-    leaky_input_floors,
 )
 from ldnet.inference import load_model
 from ldnet.inference.backends import onnx_session
@@ -420,32 +418,3 @@ def test_a_dead_stage_does_not_make_every_crop_a_runaway(monkeypatch):
     kept = drop_runaway_crops(torch.nn.Identity(), CalibrationSet(crops, 4, [], 0))
     assert kept.runaway == 1  # only the crop 30x the median of the live part
     np.testing.assert_array_equal(kept.crops.ravel(), [0.0, 1.0, 2.0])
-
-
-def test_only_ranges_read_by_quantized_leaky_relus_alone_are_floored():
-    from onnx import helper
-    from onnxruntime.quantization.calibrate import TensorData
-
-    nodes = [
-        helper.make_node("LeakyRelu", ["deep"], ["a"], name="leaky_deep", alpha=0.01),
-        helper.make_node("LeakyRelu", ["shallow"], ["b"], name="leaky_shallow", alpha=0.01),
-        helper.make_node("LeakyRelu", ["shared"], ["c"], name="leaky_shared", alpha=0.01),
-        helper.make_node("Add", ["shared", "a"], ["d"], name="add"),
-        helper.make_node("Relu", ["relu_in"], ["e"], name="relu"),
-        helper.make_node("LeakyRelu", ["tail"], ["f"], name="leaky_tail", alpha=0.01),
-    ]
-    graph = helper.make_graph(nodes, "g", [], [])
-    ranges = {
-        name: TensorData(lowest=np.float32(low), highest=np.float32(high))
-        for name, low, high in [
-            ("deep", -18.0, 3.0),  # mostly negative: floored
-            ("shallow", -0.1, 3.0),  # already above the floor
-            ("shared", -18.0, 3.0),  # an Add reads it too
-            ("relu_in", -18.0, 3.0),  # ONNX Runtime folds a ReLU into the range itself
-            ("tail", -18.0, 3.0),  # its LeakyReLU stays float
-        ]
-    }
-    floors = leaky_input_floors(graph, ranges, {"leaky_tail"})
-    assert list(floors) == ["deep"]
-    assert floors["deep"][0]["rmin"] == pytest.approx(-LEAKY_INPUT_FLOOR * 3.0)
-    assert floors["deep"][0]["rmax"] == pytest.approx(3.0)

@@ -65,14 +65,6 @@ REDUCE_RANGE = True
 # activations to a few levels, and int8 lost all AP (0.908 -> 0.000); calibrated without
 # them, 0.932 (docs/measurements.md "int8"). On the demo's crops the largest is 2.9x.
 RUNAWAY_FACTOR = 10.0
-# LeakyReLU(0.01) passes a negative input at a hundredth of its size, yet a tensor read only
-# by LeakyReLUs gets one uint8 range like any other: on the demo checkpoint most of its
-# levels went to negative values ten to twenty times the positive ones (the last fusion's
-# sum, -18.4 to 3.2), which leave the LeakyReLU as small as the rounding of its output. Such
-# a range's lower end is raised to -LEAKY_INPUT_FLOOR x its upper end: the positive values
-# get the levels back, the clipped negative ones reach the output at most a hundredth as
-# large. 1, 1/4 and 1/20 were tried: 1/20 gave the smallest heatmap error (docs/deploy.md).
-LEAKY_INPUT_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -92,12 +84,13 @@ def float_tail(model: torch.nn.Module) -> FloatTail:
     """The last multi-resolution fusion of ``model`` (its last module outside the branches)
     and its head, which int8 leaves in float.
 
-    The fusion sums every branch at the 1/4 map into values far more negative than positive,
-    the LeakyReLU after it keeps the positive part, and the head reads it: there the int8
-    heatmaps drifted furthest from float (signal-to-noise 19 dB before that LeakyReLU, 11
-    dB after it, on the demo checkpoint). In float the demo's int8 AP change went from -0.0071
-    to -0.0007 (flip test) and -0.0117 to -0.0034 (without), for a 1x1 convolution per branch,
-    the sums at the 1/4 map and the head (docs/deploy.md)."""
+    The fusion sums every branch at the 1/4 map into values far more negative than positive
+    (-18.4 to 3.2 on a demo checkpoint), the LeakyReLU after it keeps the positive part
+    (negative ones at a hundredth), and the head reads that: one uint8 range spends most of
+    its levels on what the LeakyReLU flattens, and there the int8 heatmaps drifted furthest
+    from float (19 dB signal-to-noise before that LeakyReLU, 11 dB after it). Left in float,
+    for a 1x1 convolution per branch, the sums at the 1/4 map and the head, the int8 AP
+    change of two demo checkpoints averaged -0.0017 instead of -0.0074 (docs/deploy.md)."""
     last_stage = len(model.stages) - 1
     last_module = f"/stages.{last_stage}/hr_modules.{len(model.stages[-1].hr_modules) - 1}/"
     return FloatTail((last_module, "/head/"), (last_module + "branches",))
@@ -242,14 +235,13 @@ def quantize_onnx(
     """Write the int8 form of the exported float graph ``float_path`` to ``output``.
 
     Weights are int8 per output channel, activations uint8 with the ranges ``method`` takes
-    from the calibration crops (percentile by default, see ``DEFAULT_CALIBRATION_METHOD``),
-    the ranges of LeakyReLU inputs floored (``LEAKY_INPUT_FLOOR``); the nodes ``keep_float``
-    covers stay float (``float_tail``). QDQ by default (float operators between
-    QuantizeLinear / DequantizeLinear pairs, which ONNX Runtime fuses into QLinearConv and
-    friends when it loads the file): on an AVX-512 VNNI CPU it ran ldnet_s at 1.29x the float
-    graph at batch 8 where the QOperator form ran 1.21x, and lost less AP (docs/deploy.md;
-    8-bit weights then). Weights are 7-bit (``REDUCE_RANGE``, the module docstring says why).
-    The float file's ``ldnet.*`` record is copied, with ``precision`` = int8,
+    from the calibration crops (percentile by default, see ``DEFAULT_CALIBRATION_METHOD``);
+    the nodes ``keep_float`` covers stay float (``float_tail``). QDQ by default (float
+    operators between QuantizeLinear / DequantizeLinear pairs, which ONNX Runtime fuses into
+    QLinearConv and friends when it loads the file): on an AVX-512 VNNI CPU it ran ldnet_s
+    at 1.29x the float graph at batch 8 where the QOperator form ran 1.21x, and lost less AP
+    (docs/deploy.md; 8-bit weights then). Weights are 7-bit (``REDUCE_RANGE``, the module
+    docstring says why). The float file's ``ldnet.*`` record is copied, with ``precision`` = int8,
     ``calibration`` (method and data), ``quantization`` (format, types, weight range,
     what stays float) and ``ldconvs`` (what became of the LDConvs, if given) added."""
     import onnx
@@ -260,7 +252,6 @@ def quantize_onnx(
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.calibrate import load_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from ldnet.deploy.export import INPUT_NAME, read_metadata
@@ -306,81 +297,40 @@ def quantize_onnx(
         kept_float = [n.name for n in graph.node if keep_float and keep_float.covers(n.name)]
         if keep_float is not None and not kept_float:
             raise ValueError(f"{float_path}: no node in the scopes to keep float {keep_float}")
-        ranges = Path(folder) / "ranges.json"
-        settings = dict(
-            quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
-            per_channel=True,
-            reduce_range=REDUCE_RANGE,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method={
-                "minmax": CalibrationMethod.MinMax,
-                "entropy": CalibrationMethod.Entropy,
-                "percentile": CalibrationMethod.Percentile,
-            }[method],
-            nodes_to_exclude=kept_float,
-            # The ranges are written here by the first pass and read by the second.
-            calibration_cache_path=str(ranges),
-        )
-        options = {
-            "CalibTensorRangeSymmetric": False,
-            # One batch at a time: memory bounded by one batch's activations.
-            "CalibStridedMinMax": 1,
-        }
-        with _quiet_root_logger():
-            # Calibration (in a temporary folder of its own: the augmented graph), then the
-            # quantization again with the LeakyReLU inputs' ranges floored.
+        with atomic_path(output) as partial, _quiet_root_logger():
             quantize_static(
                 str(prepared),
-                str(Path(folder) / "first.onnx"),
+                str(partial),
                 Batches(),
-                extra_options=options,
-                **settings,
+                quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
+                per_channel=True,
+                reduce_range=REDUCE_RANGE,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method={
+                    "minmax": CalibrationMethod.MinMax,
+                    "entropy": CalibrationMethod.Entropy,
+                    "percentile": CalibrationMethod.Percentile,
+                }[method],
+                nodes_to_exclude=kept_float,
+                # Calibration runs in a temporary folder of its own (augmented graph).
+                extra_options={
+                    "CalibTensorRangeSymmetric": False,
+                    # One batch at a time: memory bounded by one batch's activations.
+                    "CalibStridedMinMax": 1,
+                },
             )
-            floors = leaky_input_floors(graph, load_tensors_data(ranges).data, set(kept_float))
-            with atomic_path(output) as partial:
-                quantize_static(
-                    str(prepared),
-                    str(partial),
-                    None,
-                    extra_options={**options, "TensorQuantOverrides": floors},
-                    **settings,
-                )
-                record.update(
-                    precision="int8",
-                    calibration=f"{method}, {calibration_note}",
-                    quantization=quantization_record(
-                        quant_format, REDUCE_RANGE, len(floors), len(kept_float)
-                    ),
-                    **({"ldconvs": ldconvs} if ldconvs else {}),
-                )
-                _set_metadata(partial, record)
+            record.update(
+                precision="int8",
+                calibration=f"{method}, {calibration_note}",
+                quantization=quantization_record(quant_format, REDUCE_RANGE, len(kept_float)),
+                **({"ldconvs": ldconvs} if ldconvs else {}),
+            )
+            _set_metadata(partial, record)
     return output
 
 
-def leaky_input_floors(graph, ranges: dict, float_nodes: set[str]) -> dict[str, list[dict]]:
-    """ONNX Runtime ``TensorQuantOverrides`` raising the lower end of the range of every
-    tensor that only quantized LeakyReLUs read to -``LEAKY_INPUT_FLOOR`` x its upper end."""
-    readers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    floors = {}
-    for name, nodes in readers.items():
-        if name not in ranges or not all(
-            node.op_type == "LeakyRelu" and node.name not in float_nodes for node in nodes
-        ):
-            continue
-        lowest, highest = (float(np.asarray(bound)) for bound in ranges[name].range_value)
-        floor = -LEAKY_INPUT_FLOOR * highest
-        if highest > 0 and lowest < floor:
-            floors[name] = [{"rmin": np.float32(floor), "rmax": np.float32(highest)}]
-    return floors
-
-
-def quantization_record(
-    quant_format: str, reduce_range: bool, floored: int = 0, kept_float: int = 0
-) -> str:
+def quantization_record(quant_format: str, reduce_range: bool, kept_float: int = 0) -> str:
     """The ``ldnet.quantization`` entry: what the file's integers are and why."""
     if reduce_range:
         weights = (
@@ -391,11 +341,6 @@ def quantization_record(
     else:
         weights = "int8 weights per output channel in [-127, 127] (8 bits)"
     described = f"{quant_format.upper()}, uint8 activations, {weights}"
-    if floored:
-        described += (
-            f"; {floored} LeakyReLU inputs' ranges floored at -{LEAKY_INPUT_FLOOR:g} x their "
-            "upper end"
-        )
     if kept_float:
         described += f"; {kept_float} nodes in float (the last fusion and the head)"
     return described
