@@ -418,3 +418,35 @@ def test_a_dead_stage_does_not_make_every_crop_a_runaway(monkeypatch):
     kept = drop_runaway_crops(torch.nn.Identity(), CalibrationSet(crops, 4, [], 0))
     assert kept.runaway == 1  # only the crop 30x the median of the live part
     np.testing.assert_array_equal(kept.crops.ravel(), [0.0, 1.0, 2.0])
+
+
+def ldconv_mixtures(path: Path) -> int:
+    """ReduceSum nodes inside LDConvs: the mixture form sums its K weighted responses."""
+    graph = onnx.load(str(path)).graph
+    return sum(
+        node.op_type == "ReduceSum" and "/attention/" not in node.name for node in graph.node
+    )
+
+
+def test_steady_ldconvs_are_static_in_the_int8_file_and_moving_ones_stay_mixtures(
+    checkpoint, split_images, tmp_path, monkeypatch
+):
+    """At T = 34 the attentions barely move, so the export writes each LDConv as one static
+    convolution; when the collapse would move the heatmaps past its tolerance (set to zero
+    here), the LDConvs stay the mixture and the export says so."""
+    said = []
+    (tmp_path / "steady").mkdir()
+    (tmp_path / "moving").mkdir()
+    steady, _ = export_int8(checkpoint, split_images, tmp_path / "steady", said)
+    lines = said[0].splitlines()
+    assert lines[0].startswith("10 LDConvs as static convolutions at their mean attention")
+    assert read_metadata(steady)["ldconvs"] == lines[0]
+    assert ldconv_mixtures(steady) == 0
+    monkeypatch.setattr("ldnet.deploy.collapse.COLLAPSE_TOLERANCE", -1.0)
+    said.clear()
+    moving, _ = export_int8(checkpoint, split_images, tmp_path / "moving", said)
+    kept = "LDConvs kept dynamic: at their mean attention the heatmaps moved past -1 of the peak"
+    assert said[0].splitlines()[0] == kept
+    assert read_metadata(moving)["ldconvs"] == kept
+    # Eight LDConvs in stage 4 and two in the head; the head's stay float but mixtures too.
+    assert ldconv_mixtures(moving) == 10
