@@ -112,7 +112,7 @@ def _static_conv(module: DynamicConv2d, attention: torch.Tensor) -> nn.Conv2d:
         device=module.weight.device,
         dtype=module.weight.dtype,
     )
-    conv.weight.copy_(torch.einsum("k,koihw->oihw", attention, module.weight))
+    conv.weight.copy_(module.aggregated_kernels(attention.unsqueeze(0)))
     if module.bias is not None:
         conv.bias.copy_(module.bias)
     return conv
