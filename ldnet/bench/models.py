@@ -229,6 +229,10 @@ def benchmark_forward(
                     # `min_repeat_s`.
                     run()
                     run()
+                    if not backend.startswith("pytorch") and forms == "aggregate":  # fixed batch
+                        blocked = getattr(runner.session_for(batch), "blocked_convs", 0)
+                        if blocked:  # ldnet.deploy.nchwc
+                            forms = f"aggregate, {blocked} on blocked kernels"
                     one_call = seconds_per_call(run, 1)
                     iterations = max(1, round(min_repeat_s / max(one_call, 1e-6)))
                     cases.append((backend, name, batch, run, iterations, forms))

@@ -227,9 +227,10 @@ def report(args, results) -> None:
         f"input {height}x{width}, {torch.get_num_threads()} threads, {mode}, "
         f"median of {args.repeats} rounds" + (", each backend in its own process" if apart else "")
     )
+    forms_width = max([24, *(len(result.execution) for result in results)])
     header = (
         f"{'backend':<19} {'model':<18} {'batch':>5} {'images/s':>9} {'ms/batch':>9} {'GMAC/s':>7}"
-        f" {'LDConv':<24}"
+        f" {'LDConv':<{forms_width}}"
     )
     if ratios:
         header += f" {'vs ' + args.reference:>14}"
@@ -243,7 +244,7 @@ def report(args, results) -> None:
         gmacs = "-" if result.gmac_per_s is None else f"{result.gmac_per_s:.1f}"
         line = (
             f"{result.backend:<19} {result.model:<18} {result.batch:>5} "
-            f"{rate:>9} {result.ms_per_batch:>9.1f} {gmacs:>7} {result.execution:<24}"
+            f"{rate:>9} {result.ms_per_batch:>9.1f} {gmacs:>7} {result.execution:<{forms_width}}"
         )
         key = (result.backend if several else "", result.model, result.batch)
         if ratios:

@@ -120,23 +120,41 @@ def onnx_session(
 ):
     """An ONNX Runtime session as every `ldnet` command opens one (on the CPU unless
     ``provider`` says otherwise); with ``profile_prefix`` ONNX Runtime's own profiler records
-    every operator (``tools/profile_onnx.py``)."""
+    every operator (``tools/profile_onnx.py``). On the CPU, a fixed-batch LDNet graph runs its
+    per-sample convolutions on the blocked kernels where they check out
+    (``ldnet.deploy.nchwc``); ``session.blocked_convs`` says how many."""
     require_extra("deploy", "running an ONNX file")
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    if profile_prefix:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    # Same thread count as PyTorch unless told otherwise, so the two compare like for like.
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Worker threads spin while waiting for the next operator (ONNX Runtime's default): with
-    # spinning off they sleep between operators, and the wake-ups cost a network of many
-    # small operators most (2-core Intel Xeon, 2 threads, 256x192, batch 1: `ldnet_w32` 44.5 ->
-    # 37.2 ms with spinning, `hrnet_w32` 63.4 -> 55.1 ms).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=[provider])
+    from ldnet.deploy.nchwc import blocked_graph
+
+    def open_session(source, profile: str | None = None):
+        options = onnxruntime.SessionOptions()
+        if profile:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile
+        # Same thread count as PyTorch unless told otherwise, so the two compare like for like.
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Worker threads spin while waiting for the next operator (ONNX Runtime's default):
+        # with spinning off they sleep between operators, and the wake-ups cost a network of
+        # many small operators most (2-core Intel Xeon, 2 threads, 256x192, batch 1:
+        # `ldnet_w32` 44.5 -> 37.2 ms with spinning, `hrnet_w32` 63.4 -> 55.1 ms).
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spinning else "0"
+        )
+        return onnxruntime.InferenceSession(
+            source if isinstance(source, bytes) else str(source), options, providers=[provider]
+        )
+
+    blocked = None
+    if provider == "CPUExecutionProvider":
+        blocked = blocked_graph(
+            path, lambda source: open_session(source, profile_prefix), open_session
+        )
+    session, count = blocked or (open_session(path, profile_prefix), 0)
+    session.blocked_convs = count
+    return session
 
 
 class OnnxRuntimeBackend:
@@ -146,6 +164,7 @@ class OnnxRuntimeBackend:
 
     def __init__(self, path: str | Path, threads: int | None = None):
         self.session = onnx_session(path, threads)
+        self.blocked_convs = self.session.blocked_convs
         self.input_name = self.session.get_inputs()[0].name
 
     @classmethod

@@ -1,0 +1,88 @@
+"""LDConv's per-sample convolutions on ONNX Runtime's blocked kernels (ldnet.deploy.nchwc):
+the rewrite gives the plain graph's heatmaps, a wrong one is caught and left out, and graphs
+without per-sample convolutions are left alone."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from helpers import spread
+
+from ldnet.deploy import nchwc
+from ldnet.deploy.export import export_onnx
+from ldnet.inference.backends import onnx_session
+from ldnet.models import build_model
+
+pytest.importorskip("onnxruntime")
+needs_blocked_kernels = pytest.mark.skipif(
+    nchwc.block_size() == 0, reason="ONNX Runtime has no blocked kernels on this CPU"
+)
+INPUT = (128, 96)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    network = spread(build_model("ldnet_s", 17))
+    with torch.no_grad():  # O(1) heatmaps, so that a relative tolerance means something
+        network.head.final.weight.normal_(0, 0.5)
+    return network.eval()
+
+
+@pytest.fixture(scope="module")
+def fixed_batch_graph(model, tmp_path_factory):
+    return export_onnx(model, tmp_path_factory.mktemp("nchwc") / "b3.onnx", INPUT, batch=3)
+
+
+def test_the_block_size_is_one_of_the_x86_blocks():
+    assert nchwc.block_size() in (0, 8, 16)
+
+
+@needs_blocked_kernels
+def test_blocked_session_gives_pytorchs_heatmaps(model, fixed_batch_graph):
+    session = onnx_session(fixed_batch_graph, threads=2)
+    # ldnet_s: 8 LDConvs of 16-128 channels, all in whole blocks; the KRM's (17 channels) not.
+    assert session.blocked_convs == 8
+    images = torch.randn(3, 3, *INPUT)
+    with torch.no_grad():
+        expected = model(images).numpy()
+    (heatmaps,) = session.run(None, {"images": images.numpy()})
+    scale = float(np.abs(expected).max())
+    assert scale > 0.5
+    assert float(np.abs(heatmaps - expected).max()) < 1e-4 * scale
+
+
+@needs_blocked_kernels
+def test_the_rewrite_replaces_the_convolutions_and_keeps_names(fixed_batch_graph):
+    model = onnx.load(str(fixed_batch_graph))
+    names = {node.name for node in model.graph.node if node.op_type == "Conv"}
+    assert nchwc.block_per_sample_convs(model, nchwc.block_size()) == 8
+    blocked = [node for node in model.graph.node if node.domain == nchwc.NCHWC_DOMAIN]
+    assert [node.op_type for node in blocked[:3]] == ["ReorderInput", "Conv", "ReorderOutput"]
+    assert sum(node.op_type == "Conv" for node in blocked) == 8
+    assert {node.name for node in blocked if node.op_type == "Conv"} <= names
+
+
+@needs_blocked_kernels
+def test_a_wrong_layout_is_caught_and_the_plain_graph_runs(fixed_batch_graph, monkeypatch, capsys):
+    # The kernels laid out for a block twice the CPU's: what a graph made on another CPU
+    # would hold. The parity check must see it and fall back.
+    real = nchwc.block_per_sample_convs
+    monkeypatch.setattr(
+        nchwc, "block_per_sample_convs", lambda model, block: real(model, block * 2)
+    )
+    session = onnx_session(fixed_batch_graph, threads=1)
+    assert session.blocked_convs == 0
+    warning = capsys.readouterr().err
+    assert "blocked convolutions not used" in warning and "of their scale" in warning
+    assert str(fixed_batch_graph) in warning
+    assert warning.count("\n") == 1
+
+
+def test_dynamic_batch_graphs_and_the_switch_leave_the_graph_plain(
+    model, fixed_batch_graph, tmp_path, monkeypatch
+):
+    dynamic = export_onnx(model, tmp_path / "dynamic.onnx", INPUT)
+    assert onnx_session(dynamic, threads=1).blocked_convs == 0
+    monkeypatch.setenv(nchwc.DISABLE_VARIABLE, "0")
+    assert onnx_session(fixed_batch_graph, threads=1).blocked_convs == 0
