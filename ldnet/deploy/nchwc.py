@@ -53,7 +53,10 @@ def block_size() -> int:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(NCHWC_DOMAIN, 1)]
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(NCHWC_DOMAIN, 1)],
+        # What torch.onnx writes; onnx's own default (IR 10 and up) older runtimes refuse.
+        ir_version=8,
     )
     try:
         options = onnxruntime.SessionOptions()
