@@ -2,6 +2,9 @@
 the rewrite gives the plain graph's heatmaps, a wrong one is caught and left out, and graphs
 without per-sample convolutions are left alone."""
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -18,6 +21,7 @@ needs_blocked_kernels = pytest.mark.skipif(
     nchwc.block_size() == 0, reason="ONNX Runtime has no blocked kernels on this CPU"
 )
 INPUT = (128, 96)
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +90,20 @@ def test_dynamic_batch_graphs_and_the_switch_leave_the_graph_plain(
     assert onnx_session(dynamic, threads=1).blocked_convs == 0
     monkeypatch.setenv(nchwc.DISABLE_VARIABLE, "0")
     assert onnx_session(fixed_batch_graph, threads=1).blocked_convs == 0
+
+
+@needs_blocked_kernels
+def test_the_onnx_profile_tells_the_rewrites_reorders_apart(tmp_path):
+    spec = importlib.util.spec_from_file_location("profile_onnx", TOOLS / "profile_onnx.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    times, runs = tool.profile("ldnet_s", 2, INPUT, 1, 2, tmp_path, reorders=True)
+    # The check's run of the blocked graph is in the profile too; two runs were asked for.
+    assert runs == 3
+    calls = {kind: len(values) // runs for kind, values in times.items()}
+    # 10 per-sample convolutions a run (8 blocked + the KRM's 2), each blocked one with a
+    # reorder in and one out.
+    assert calls["Conv per-sample (LDConv)"] == 10
+    assert calls["ReorderInput of the blocked LDConvs"] == 8
+    assert calls["ReorderOutput of the blocked LDConvs"] == 8
+    assert any(kind.startswith("ReorderOutput to ") for kind in calls)

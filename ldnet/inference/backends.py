@@ -117,10 +117,12 @@ def onnx_session(
     profile_prefix: str | None = None,
     spinning: bool = True,
     provider: str = "CPUExecutionProvider",
+    optimized_path: str | Path | None = None,
 ):
     """An ONNX Runtime session as every `ldnet` command opens one (on the CPU unless
     ``provider`` says otherwise); with ``profile_prefix`` ONNX Runtime's own profiler records
-    every operator (``tools/profile_onnx.py``). On the CPU, a fixed-batch LDNet graph runs its
+    every operator, with ``optimized_path`` the graph it optimized is saved there
+    (``tools/profile_onnx.py``). On the CPU, a fixed-batch LDNet graph runs its
     per-sample convolutions on the blocked kernels where they check out
     (``ldnet.deploy.nchwc``); ``session.blocked_convs`` says how many."""
     require_extra("deploy", "running an ONNX file")
@@ -128,11 +130,13 @@ def onnx_session(
 
     from ldnet.deploy.nchwc import blocked_graph
 
-    def open_session(source, profile: str | None = None):
+    def open_session(source, profile: str | None = None, optimized: str | None = None):
         options = onnxruntime.SessionOptions()
         if profile:
             options.enable_profiling = True
             options.profile_file_prefix = profile
+        if optimized:
+            options.optimized_model_filepath = str(optimized)
         # Same thread count as PyTorch unless told otherwise, so the two compare like for like.
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -150,9 +154,9 @@ def onnx_session(
     blocked = None
     if provider == "CPUExecutionProvider":
         blocked = blocked_graph(
-            path, lambda source: open_session(source, profile_prefix), open_session
+            path, lambda source: open_session(source, profile_prefix, optimized_path), open_session
         )
-    session, count = blocked or (open_session(path, profile_prefix), 0)
+    session, count = blocked or (open_session(path, profile_prefix, optimized_path), 0)
     session.blocked_convs = count
     return session
 
