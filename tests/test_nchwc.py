@@ -88,6 +88,7 @@ def test_dynamic_batch_graphs_and_the_switch_leave_the_graph_plain(
 ):
     dynamic = export_onnx(model, tmp_path / "dynamic.onnx", INPUT)
     assert onnx_session(dynamic, threads=1).blocked_convs == 0
+    assert onnx_session(fixed_batch_graph, threads=1, blocked=False).blocked_convs == 0
     monkeypatch.setenv(nchwc.DISABLE_VARIABLE, "0")
     assert onnx_session(fixed_batch_graph, threads=1).blocked_convs == 0
 

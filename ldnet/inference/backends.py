@@ -118,13 +118,14 @@ def onnx_session(
     spinning: bool = True,
     provider: str = "CPUExecutionProvider",
     optimized_path: str | Path | None = None,
+    blocked: bool = True,
 ):
     """An ONNX Runtime session as every `ldnet` command opens one (on the CPU unless
     ``provider`` says otherwise); with ``profile_prefix`` ONNX Runtime's own profiler records
     every operator, with ``optimized_path`` the graph it optimized is saved there
     (``tools/profile_onnx.py``). On the CPU, a fixed-batch LDNet graph runs its
-    per-sample convolutions on the blocked kernels where they check out
-    (``ldnet.deploy.nchwc``); ``session.blocked_convs`` says how many."""
+    per-sample convolutions on the blocked kernels where they check out, unless ``blocked``
+    is False (``ldnet.deploy.nchwc``); ``session.blocked_convs`` says how many."""
     require_extra("deploy", "running an ONNX file")
     import onnxruntime
 
@@ -151,12 +152,12 @@ def onnx_session(
             source if isinstance(source, bytes) else str(source), options, providers=[provider]
         )
 
-    blocked = None
-    if provider == "CPUExecutionProvider":
-        blocked = blocked_graph(
+    rewritten = None
+    if blocked and provider == "CPUExecutionProvider":
+        rewritten = blocked_graph(
             path, lambda source: open_session(source, profile_prefix, optimized_path), open_session
         )
-    session, count = blocked or (open_session(path, profile_prefix, optimized_path), 0)
+    session, count = rewritten or (open_session(path, profile_prefix, optimized_path), 0)
     session.blocked_convs = count
     return session
 
