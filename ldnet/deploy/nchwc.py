@@ -12,8 +12,8 @@ kernel at every call: with the bank stored in the blocked kernel order, the same
 
 The block size is the CPU's (16 with AVX-512, 8 with AVX2; no blocked kernels elsewhere) and
 the op belongs to ONNX Runtime's build, so the rewrite is made where a session is built, on
-that machine, and checked there: ``blocked_graph`` returns a graph only if the rewritten and
-the plain graph agree on one random batch (``onnx_session`` runs it; any surprise falls back
+that machine, and checked there: ``blocked_graph`` opens the rewritten graph only if it and
+the plain graph agree on one random batch (``onnx_session`` calls it; any surprise falls back
 to the plain graph with a one-line warning). The result is the same function: the blocked
 kernel adds the same products in another order (4e-7 of the heatmaps' scale, measured).
 ``LDNET_ORT_BLOCKED=0`` turns the rewrite off.
