@@ -9,8 +9,8 @@ folded, LDConv's per-sample kernels mixed in the graph). Convolutions are split 
 heavy one's; the profiler's own overhead per operator inflates networks with many small
 operators, so compare the shares, not the milliseconds, with `ldnet bench`. With
 `--reorders`, each layout reorder is told apart by what it serves (the operator its output
-feeds or its input comes from, in the graph ONNX Runtime optimized), and those the blocked
-per-sample convolutions add (ldnet/deploy/nchwc.py) are counted on their own.
+feeds or its input comes from, in the graph the session runs), and those ldnet's own
+rewrites add (ldnet/deploy/nchwc.py, ldnet/deploy/nchwc_layout.py) are counted on their own.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def computed_kernel_convs(model_path) -> set[str]:
 def reorder_roles(optimized_path) -> dict[str, str]:
     """Reorder node name -> what it serves in the optimized graph at ``optimized_path``:
     "to Add" (a ReorderOutput feeding additions), "from LeakyRelu" (a ReorderInput taking
-    its input from one), "of the blocked LDConvs" (added by ldnet.deploy.nchwc)."""
+    its input from one), "of ldnet's rewrites" (added by ldnet.deploy.nchwc or nchwc_layout)."""
     import onnx
 
     graph = onnx.load(str(optimized_path)).graph
@@ -62,7 +62,7 @@ def reorder_roles(optimized_path) -> dict[str, str]:
         if not node.op_type.startswith("Reorder"):
             continue
         if node.name.endswith(("/ReorderInput", "/ReorderOutput")):
-            roles[node.name] = "of the blocked LDConvs"
+            roles[node.name] = "of ldnet's rewrites"
         elif node.op_type == "ReorderOutput":
             roles[node.name] = "to " + ", ".join(sorted(consumers[node.output[0]]))
         else:

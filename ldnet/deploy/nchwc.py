@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,13 +212,20 @@ def block_per_sample_convs(model, block: int) -> int:
 
 def blocked_graph(path: str | Path, open_session, open_reference=None):
     """``(session, count)``: the graph at ``path`` with ``count`` per-sample convolutions on
-    the blocked kernels, opened by ``open_session`` (a path or serialized bytes -> a session);
-    None where there is nothing to rewrite, no blocked kernels here, or the rewritten graph
-    does not give the plain one's outputs (then with a one-line warning). The plain graph
-    for that check is opened by ``open_reference`` (default ``open_session``)."""
+    the blocked kernels and the blocked layout carried through LDNet's joins
+    (``nchwc_layout``), or None where there is nothing to rewrite, no blocked kernels here,
+    or the rewritten graph does not give the plain one's outputs (then with a one-line
+    warning).
+
+    ``open_session(source, optimized_to=None, optimize=True)`` opens a session on a path or
+    serialized bytes: with ``optimized_to``, ONNX Runtime saves the graph it optimized there;
+    with ``optimize=False`` it runs the graph as given. The plain graph for the check is
+    opened by ``open_reference`` (default ``open_session``)."""
     if os.environ.get(DISABLE_VARIABLE, "1") == "0":
         return None
     import onnx
+
+    from ldnet.deploy.nchwc_layout import carry_blocked_layout, static_shapes
 
     model = onnx.load(str(path))
     fixed_shapes = all(
@@ -232,10 +240,17 @@ def blocked_graph(path: str | Path, open_session, open_reference=None):
     if not block:
         return None
     try:
+        shapes = static_shapes(model)
         count = block_per_sample_convs(model, block)
         if not count:
             return None
-        blocked = open_session(model.SerializeToString())
+        with tempfile.TemporaryDirectory(prefix="ldnet-nchwc-") as folder:
+            optimized_path = Path(folder) / "optimized.onnx"
+            # ONNX Runtime's own layout pass first, on this CPU; its result is what ours reads.
+            open_session(model.SerializeToString(), optimized_to=optimized_path)
+            optimized = onnx.load(str(optimized_path))
+        carry_blocked_layout(optimized, shapes, block)
+        blocked = open_session(optimized.SerializeToString(), optimize=False)
         plain = (open_reference or open_session)(str(path))
         feed = {
             item.name: np.random.default_rng(0).standard_normal(item.shape).astype(np.float32)

@@ -131,16 +131,22 @@ def onnx_session(
 
     from ldnet.deploy.nchwc import blocked_graph
 
-    def open_session(source, profile: str | None = None, optimized: str | None = None):
+    def open_session(source, optimized_to=None, optimize=True, final=True):
         options = onnxruntime.SessionOptions()
-        if profile:
+        if profile_prefix and final:
             options.enable_profiling = True
-            options.profile_file_prefix = profile
-        if optimized:
-            options.optimized_model_filepath = str(optimized)
+            options.profile_file_prefix = profile_prefix
+        if optimized_to or (optimized_path and final):
+            options.optimized_model_filepath = str(optimized_to or optimized_path)
+        if optimized_to:  # an intermediate step: its note that the graph fits this CPU only
+            options.log_severity_level = 3
         # Same thread count as PyTorch unless told otherwise, so the two compare like for like.
         options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = (
+            onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+            if optimize
+            else onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        )
         # Worker threads spin while waiting for the next operator (ONNX Runtime's default):
         # with spinning off they sleep between operators, and the wake-ups cost a network of
         # many small operators most (2-core Intel Xeon, 2 threads, 256x192, batch 1:
@@ -155,9 +161,13 @@ def onnx_session(
     rewritten = None
     if blocked and provider == "CPUExecutionProvider":
         rewritten = blocked_graph(
-            path, lambda source: open_session(source, profile_prefix, optimized_path), open_session
+            path,
+            lambda source, optimized_to=None, optimize=True: open_session(
+                source, optimized_to, optimize, final=not optimized_to
+            ),
+            lambda source: open_session(source, final=False),
         )
-    session, count = rewritten or (open_session(path, profile_prefix, optimized_path), 0)
+    session, count = rewritten or (open_session(path), 0)
     session.blocked_convs = count
     return session
 
