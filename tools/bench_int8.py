@@ -3,8 +3,9 @@
     python tools/bench_int8.py FLOAT.onnx INT8.onnx [CHECKPOINT.pt] [--batch 1 8]
         [--threads 2] [--rounds 15]
 
-Each round times one call of every file at every batch size, in turn, so the load the rest of
-the machine puts on it falls on all alike; the medians over the rounds are compared. Every
+Each round times a burst of calls (at least 0.3 s) of every file at every batch size, in turn,
+so the load the rest of the machine puts on it falls on all alike; the medians over the rounds
+are compared. Every
 file runs as ``ldnet predict --backend onnxruntime`` runs it: an ``.onnx`` file as it is (one
 dynamic-batch graph), a ``.pt`` checkpoint as fixed-batch graphs made from it (LDConv's per-sample
 kernels mixed in the graph, the "aggregate" execution).
@@ -13,13 +14,16 @@ kernels mixed in the graph, the "aggregate" execution).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
-import time
 
 import numpy as np
 
+from ldnet.bench.timing import seconds_per_call, settled_seconds_per_call
 from ldnet.deploy.export import read_metadata
 from ldnet.predict.estimator import PoseEstimator
+
+BURST_S = 0.3  # one timed repeat lasts at least this long (as in `ldnet bench`)
 
 
 def main() -> None:
@@ -42,16 +46,18 @@ def main() -> None:
         batch: np.random.default_rng(0).standard_normal((batch, 3, height, width), np.float32)
         for batch in args.batch
     }
-    for network in networks.values():  # first calls make graphs, set kernels up; not timed
-        for images in inputs.values():
+    bursts = {}
+    for path, network in networks.items():  # first calls make graphs, set kernels up; not timed
+        for batch, images in inputs.items():
             network(images)
+            one_call = seconds_per_call(functools.partial(network, images), 1)
+            bursts[path, batch] = max(1, round(BURST_S / one_call))
     seconds = {(path, batch): [] for path in networks for batch in args.batch}
     for _ in range(args.rounds):
         for batch, images in inputs.items():
             for path, network in networks.items():
-                start = time.perf_counter()
-                network(images)
-                seconds[path, batch].append(time.perf_counter() - start)
+                run = functools.partial(network, images)
+                seconds[path, batch].append(settled_seconds_per_call(run, bursts[path, batch]))
     reference = args.files[0]
     print(f"input {height}x{width}, {args.threads} threads, median of {args.rounds} rounds")
     for batch in args.batch:

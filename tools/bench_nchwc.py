@@ -6,22 +6,25 @@ process.
 
 Each preset (random weights) is exported as the fixed-batch graph `PoseEstimator` makes for
 each batch size and opened twice: as it is, and with LDConv's per-sample convolutions on ONNX
-Runtime's blocked kernels (ldnet/deploy/nchwc.py). Each round times one call of both, in
-turn, so the load the rest of the machine puts on it falls on both alike; the medians over
-the rounds are compared.
+Runtime's blocked kernels (ldnet/deploy/nchwc.py). Each round times a burst of calls (at
+least 0.3 s) of both, in turn, so the load the rest of the machine puts on it falls on both
+alike; the medians over the rounds are compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
-import time
 
 import numpy as np
 
+BURST_S = 0.3  # one timed repeat lasts at least this long (as in `ldnet bench`)
+
 
 def main() -> None:
+    from ldnet.bench.timing import seconds_per_call, settled_seconds_per_call
     from ldnet.deploy.export import INPUT_NAME
     from ldnet.inference.backends import export_fixed_batch, onnx_session
     from ldnet.models import build_model
@@ -49,14 +52,18 @@ def main() -> None:
                     (batch, 3, *input_size), np.float32
                 )
                 feed = {INPUT_NAME: images}
-                for session in sessions.values():  # the first call sets kernels up; not timed
-                    session.run(None, feed)
+                runs = {
+                    label: functools.partial(session.run, None, feed)
+                    for label, session in sessions.items()
+                }
+                bursts = {}
+                for label, run in runs.items():  # the first call sets kernels up; not timed
+                    run()
+                    bursts[label] = max(1, round(BURST_S / seconds_per_call(run, 1)))
                 seconds = {label: [] for label in sessions}
                 for _ in range(args.rounds):
-                    for label, session in sessions.items():
-                        start = time.perf_counter()
-                        session.run(None, feed)
-                        seconds[label].append(time.perf_counter() - start)
+                    for label, run in runs.items():
+                        seconds[label].append(settled_seconds_per_call(run, bursts[label]))
                 plain, blocked = (statistics.median(seconds[label]) for label in sessions)
                 count = sessions["blocked"].blocked_convs
                 print(

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ldnet.bench.timing import seconds_per_call
+from ldnet.bench.timing import seconds_per_call, settled_seconds_per_call
 from ldnet.errors import LDNetError
 from ldnet.inference.backends import (
     BACKENDS,
@@ -240,7 +240,7 @@ def benchmark_forward(
         seconds: dict[tuple, list[float]] = {case[:3]: [] for case in cases}
         for round_index in range(repeats):
             for backend, name, batch, run, iterations, _ in cases:
-                seconds[(backend, name, batch)].append(seconds_per_call(run, iterations))
+                seconds[(backend, name, batch)].append(settled_seconds_per_call(run, iterations))
             if on_round is not None:
                 on_round(round_index)
     results = []

@@ -22,3 +22,14 @@ def seconds_per_call(
         run()
     synchronize()
     return (time.perf_counter() - start) / iterations
+
+
+def settled_seconds_per_call(
+    run: Callable[[], object], iterations: int, synchronize: Callable[[], None] = _nothing
+) -> float:
+    """``seconds_per_call`` after one untimed call: when cases take turns, the previous
+    case's ONNX Runtime worker threads spin on for a while after its last call (its default,
+    for short gaps between operators) and take the cores from this case's first call; on 2
+    cores that cost a batch-1 LDNet graph up to 2x when every call was a turn."""
+    run()
+    return seconds_per_call(run, iterations, synchronize)
