@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 NCHWC_DOMAIN = "com.microsoft.nchwc"
 ELEMENTWISE_ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh")
 # Activations the blocked convolution can fuse (MLAS's activation kinds, by ONNX name).
@@ -38,9 +40,26 @@ FUSABLE_ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh")
 def static_shapes(model) -> dict[str, list[int]]:
     """Tensor name -> shape, for the tensors of ``model`` (a fixed-shape ``onnx.ModelProto``)
     whose shape ONNX's inference settles."""
-    from onnx import shape_inference
+    from onnx import TensorProto, helper, shape_inference
 
-    inferred = shape_inference.infer_shapes(model)
+    graph = model.graph
+    # Shapes need the values of small tensors only (Reshape targets, Resize scales): the large
+    # ones (LDConv's banks, 100 MB for ldnet_w32) enter as typed inputs, which spares ONNX a
+    # copy of the whole model (1-2 s of a session build).
+    kept, typed = [], []
+    for tensor in graph.initializer:
+        if tensor.data_type == TensorProto.INT64 or int(np.prod(tensor.dims)) <= 64:
+            kept.append(tensor)
+        else:
+            typed.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    light = helper.make_model(
+        helper.make_graph(
+            graph.node, graph.name, [*graph.input, *typed], graph.output, initializer=kept
+        ),
+        opset_imports=model.opset_import,
+        ir_version=model.ir_version,
+    )
+    inferred = shape_inference.infer_shapes(light)
     values = [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
     shapes = {}
     for value in values:
