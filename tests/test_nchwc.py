@@ -114,11 +114,17 @@ def test_the_onnx_profile_shows_no_reorder_at_the_joins(tmp_path, monkeypatch):
         for kind in reorders
         if kind.endswith(("Add", "LeakyRelu", "Relu", "GlobalAveragePool", "rewrites"))
     }
+    # Additions and activations run inside the blocked convolutions, the LD blocks' residual
+    # ones too (through LDConv's batch-unfolding Reshape); left: fusion sums of an upsampled
+    # branch, and the refinement module's 17-channel ReLUs.
+    joins = {kind: calls.get(kind, 0) for kind in ("Add", "LeakyRelu", "Relu")}
+    assert joins["Add"] <= 5 and joins["LeakyRelu"] <= 3 and joins["Relu"] <= 2, joins
     # The control: ONNX Runtime's layout pass alone.
     monkeypatch.setenv(nchwc.DISABLE_VARIABLE, "0")
     times, runs = tool.profile("ldnet_s", 2, INPUT, 1, 2, tmp_path, reorders=True)
     calls = {kind: len(values) // runs for kind, values in times.items()}
     assert calls["ReorderOutput to Add"] >= 8 and calls["ReorderInput from LeakyRelu"] >= 8
+    assert calls["Add"] >= 16 and calls["LeakyRelu"] >= 11 and calls["Relu"] >= 10
 
 
 def test_the_layout_pass_carries_only_what_keeps_the_values():

@@ -173,11 +173,16 @@ def _carry(graph, layout: _Layout) -> list:
     return nodes
 
 
-def _fuse_into_convolutions(nodes: list, graph_outputs: set[str]) -> list:
+def _fuse_into_convolutions(nodes: list, graph, blocked_shapes: dict[str, list[int]]) -> list:
     """ONNX Runtime's blocked-convolution fusions, for the joins ``_carry`` made blocked: an
-    addition into the convolution's accumulated input, then an activation (directly, or
-    through a batch-folding Reshape, which an elementwise activation commutes with)."""
-    from onnx import helper
+    addition into the convolution's accumulated input, then an activation. Both also through
+    a batch-folding Reshape after the convolution (LDConv's, whose residual addition and ReLU
+    follow it): an elementwise activation commutes with it, and the other addend is folded
+    the same way (one more Reshape, which ONNX Runtime runs without a copy).
+    ``blocked_shapes`` are the plain shapes of blocked tensors, by blocked name."""
+    from onnx import helper, numpy_helper
+
+    graph_outputs = {output.name for output in graph.output}
 
     def single_use_conv(name: str, producers: dict, uses: Counter):
         node = producers.get(name)
@@ -195,39 +200,61 @@ def _fuse_into_convolutions(nodes: list, graph_outputs: set[str]) -> list:
         uses = Counter(name for node in nodes for name in node.input)
         return producers, uses
 
+    def folding_reshape(name: str, producers: dict, uses: Counter):
+        """The Reshape making ``name`` from a convolution's output, if nothing else reads it."""
+        node = producers.get(name)
+        if _is(node, "Reshape") and uses[name] == 1 and name not in graph_outputs:
+            return node
+        return None
+
     producers, uses = index(nodes)
-    dropped = set()
+    dropped, added = set(), []
     for node in nodes:
         if not _is(node, "Add"):
             continue
         for side in (0, 1):
-            conv = single_use_conv(node.input[side], producers, uses)
             other = node.input[1 - side]
+            reshape = folding_reshape(node.input[side], producers, uses)
+            conv = single_use_conv(
+                reshape.input[0] if reshape else node.input[side], producers, uses
+            )
             if conv is None or len(conv.input) > 3 or other == conv.input[0]:
                 continue
+            if reshape is not None:
+                shape = blocked_shapes.get(conv.output[0])
+                if shape is None:
+                    continue
+                shape_name = conv.name + "/accumulated_shape"
+                graph.initializer.append(
+                    numpy_helper.from_array(np.array(shape, np.int64), shape_name)
+                )
+                folded = helper.make_node(
+                    "Reshape", [other, shape_name], [conv.name + "/accumulated"],
+                    conv.name + "/accumulated_reshape",
+                )  # fmt: skip
+                added.append(folded)
+                other = folded.output[0]
             conv.input.extend([""] * (3 - len(conv.input)) + [other])
-            conv.output[0] = node.output[0]
-            producers[node.output[0]] = conv
+            (reshape or conv).output[0] = node.output[0]
+            producers[node.output[0]] = reshape or conv
             dropped.add(id(node))
             break
-    nodes = [node for node in nodes if id(node) not in dropped]
+    nodes = [node for node in nodes if id(node) not in dropped] + added
 
     producers, uses = index(nodes)
     dropped = set()
     for node in nodes:
         if node.domain or node.op_type not in FUSABLE_ACTIVATIONS:
             continue
-        source = node.input[0]
-        reshape = producers.get(source)
-        through = _is(reshape, "Reshape") and uses[source] == 1 and source not in graph_outputs
-        conv = single_use_conv(reshape.input[0] if through else source, producers, uses)
+        reshape = folding_reshape(node.input[0], producers, uses)
+        conv = single_use_conv(reshape.input[0] if reshape else node.input[0], producers, uses)
         if conv is None:
             continue
         conv.attribute.append(helper.make_attribute("activation", node.op_type))
         if node.op_type == "LeakyRelu":
             alpha = _attributes(node).get("alpha", 0.01)
             conv.attribute.append(helper.make_attribute("activation_params", [alpha]))
-        (reshape if through else conv).output[0] = node.output[0]
+        (reshape or conv).output[0] = node.output[0]
         dropped.add(id(node))
     return [node for node in nodes if id(node) not in dropped]
 
@@ -279,8 +306,12 @@ def carry_blocked_layout(model, shapes: dict[str, list[int]], block: int) -> int
     graph = model.graph
     before = sum(node.op_type.startswith("Reorder") for node in graph.node)
     graph_outputs = {output.name for output in graph.output}
-    nodes = _live(_carry(graph, _Layout(graph, shapes, block)), graph_outputs)
-    nodes = _in_order(_fuse_into_convolutions(nodes, graph_outputs))
+    layout = _Layout(graph, shapes, block)
+    nodes = _live(_carry(graph, layout), graph_outputs)
+    blocked_shapes = {
+        blocked: shapes[plain] for plain, blocked in layout.blocked.items() if plain in shapes
+    }
+    nodes = _in_order(_fuse_into_convolutions(nodes, graph, blocked_shapes))
     del graph.node[:]
     graph.node.extend(nodes)
     return before - sum(node.op_type.startswith("Reorder") for node in graph.node)
