@@ -19,7 +19,7 @@ import statistics
 
 import numpy as np
 
-from ldnet.bench.timing import seconds_per_call, settled_seconds_per_call
+from ldnet.bench.timing import calls_per_burst, settled_seconds_per_call
 from ldnet.deploy.export import read_metadata
 from ldnet.predict.estimator import PoseEstimator
 
@@ -50,8 +50,7 @@ def main() -> None:
     for path, network in networks.items():  # first calls make graphs, set kernels up; not timed
         for batch, images in inputs.items():
             network(images)
-            one_call = seconds_per_call(functools.partial(network, images), 1)
-            bursts[path, batch] = max(1, round(BURST_S / one_call))
+            bursts[path, batch] = calls_per_burst(functools.partial(network, images), BURST_S)
     seconds = {(path, batch): [] for path in networks for batch in args.batch}
     for _ in range(args.rounds):
         for batch, images in inputs.items():

@@ -24,7 +24,7 @@ BURST_S = 0.3  # one timed repeat lasts at least this long (as in `ldnet bench`)
 
 
 def main() -> None:
-    from ldnet.bench.timing import seconds_per_call, settled_seconds_per_call
+    from ldnet.bench.timing import calls_per_burst, settled_seconds_per_call
     from ldnet.deploy.export import INPUT_NAME
     from ldnet.inference.backends import export_fixed_batch, onnx_session
     from ldnet.models import build_model
@@ -59,7 +59,7 @@ def main() -> None:
                 bursts = {}
                 for label, run in runs.items():  # the first call sets kernels up; not timed
                     run()
-                    bursts[label] = max(1, round(BURST_S / seconds_per_call(run, 1)))
+                    bursts[label] = calls_per_burst(run, BURST_S)
                 seconds = {label: [] for label in sessions}
                 for _ in range(args.rounds):
                     for label, run in runs.items():

@@ -31,7 +31,7 @@ from ldnet.bench.models import (
     macs_per_image,
     prepare_pytorch_model,
 )
-from ldnet.bench.timing import seconds_per_call
+from ldnet.bench.timing import calls_per_burst, seconds_per_call
 from ldnet.engine.step import adam, apply_gradients, forward_loss
 from ldnet.inference.backends import allow_recompiles, onnx_session
 from ldnet.models import build_model
@@ -340,9 +340,7 @@ def _prepare(key, build: Callable[[], Callable], plan: Plan, device: torch.devic
         run()
         synchronize()
         peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    one = seconds_per_call(run, 1, synchronize)
-    iterations = max(1, round(plan.min_repeat_s / max(one, 1e-6)))
-    return _Case(*key, run, iterations, peak)
+    return _Case(*key, run, calls_per_burst(run, plan.min_repeat_s, synchronize), peak)
 
 
 def _builder(key, plan: Plan, device: torch.device, onnx_path, provider) -> Callable:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ldnet.bench.models import prepare_pytorch_model
-from ldnet.bench.timing import seconds_per_call
+from ldnet.bench.timing import calls_per_burst, seconds_per_call
 from ldnet.models import build_model
 from ldnet.models.ldconv import DynamicConv2d
 
@@ -83,8 +83,7 @@ def distinct_layers(model: torch.nn.Module, input_size: tuple[int, int]) -> list
 def _median_ms(run: Callable, plan: LayerPlan, synchronize: Callable) -> float:
     for _ in range(2):  # warm-up: cuDNN's choice, the allocator's blocks
         run()
-    one = seconds_per_call(run, 1, synchronize)
-    iterations = max(1, round(plan.min_burst_s / max(one, 1e-6)))
+    iterations = calls_per_burst(run, plan.min_burst_s, synchronize)
     times = [seconds_per_call(run, iterations, synchronize) for _ in range(plan.bursts)]
     return statistics.median(times) * 1e3
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ldnet.bench.timing import seconds_per_call, settled_seconds_per_call
+from ldnet.bench.timing import calls_per_burst, seconds_per_call, settled_seconds_per_call
 from ldnet.errors import LDNetError
 from ldnet.inference.backends import (
     BACKENDS,
@@ -186,8 +186,7 @@ def benchmark_forward(
         runtimes = (b.removesuffix("-dynamic").removesuffix("-compile") for b in backends if peak)
         for backend in dict.fromkeys(runtimes):
             run, macs[PEAK_MODEL] = peak_case(backend, folder)
-            iterations = max(1, round(min_repeat_s / max(seconds_per_call(run, 1), 1e-6)))
-            cases.append((backend, PEAK_MODEL, 1, run, iterations, "-"))
+            cases.append((backend, PEAK_MODEL, 1, run, calls_per_burst(run, min_repeat_s), "-"))
         for backend in backends:
             for name in models:
                 if backend.startswith("pytorch"):
@@ -233,8 +232,7 @@ def benchmark_forward(
                         blocked = getattr(runner.session_for(batch), "blocked_convs", 0)
                         if blocked:  # ldnet.deploy.nchwc
                             forms = f"aggregate, {blocked} on blocked kernels"
-                    one_call = seconds_per_call(run, 1)
-                    iterations = max(1, round(min_repeat_s / max(one_call, 1e-6)))
+                    iterations = calls_per_burst(run, min_repeat_s)
                     cases.append((backend, name, batch, run, iterations, forms))
 
         seconds: dict[tuple, list[float]] = {case[:3]: [] for case in cases}

@@ -24,6 +24,15 @@ def seconds_per_call(
     return (time.perf_counter() - start) / iterations
 
 
+def calls_per_burst(
+    run: Callable[[], object], min_seconds: float, synchronize: Callable[[], None] = _nothing
+) -> int:
+    """How many calls of ``run`` make a timed burst last at least ``min_seconds`` (one call
+    timed to find out), so that the clock's resolution and each burst's first call weigh
+    little."""
+    return max(1, round(min_seconds / max(seconds_per_call(run, 1, synchronize), 1e-6)))
+
+
 def settled_seconds_per_call(
     run: Callable[[], object], iterations: int, synchronize: Callable[[], None] = _nothing
 ) -> float:

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-NCHWC_DOMAIN = "com.microsoft.nchwc"
+from ldnet.deploy.nchwc_layout import NCHWC_DOMAIN, carry_blocked_layout, static_shapes
+
 # How far the rewritten graph's outputs may move, as a fraction of the largest |output|; the
 # blocked kernels measured 4e-7 (float sums in another order), a wrong layout moves them by
 # the outputs' own size.
@@ -224,8 +225,6 @@ def blocked_graph(path: str | Path, open_session, open_reference=None):
     if os.environ.get(DISABLE_VARIABLE, "1") == "0":
         return None
     import onnx
-
-    from ldnet.deploy.nchwc_layout import carry_blocked_layout, static_shapes
 
     model = onnx.load(str(path))
     fixed_shapes = all(

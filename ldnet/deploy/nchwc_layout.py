@@ -32,9 +32,9 @@ from collections import Counter
 import numpy as np
 
 NCHWC_DOMAIN = "com.microsoft.nchwc"
-ELEMENTWISE_ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh")
-# Activations the blocked convolution can fuse (MLAS's activation kinds, by ONNX name).
-FUSABLE_ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh")
+# Elementwise activations: they run on blocked tensors as they are, and the blocked
+# convolution fuses each of them (MLAS's activation kinds, by ONNX name).
+ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh")
 
 
 def static_shapes(model) -> dict[str, list[int]]:
@@ -116,7 +116,7 @@ def _blocked_twin(node, layout: _Layout):
         return None
     inputs = list(node.input)
     twin_output = node.output[0] + "/nchwc"
-    if node.op_type in ELEMENTWISE_ACTIVATIONS and layout.of(inputs[0]):
+    if node.op_type in ACTIVATIONS and layout.of(inputs[0]):
         twin = helper.make_node(node.op_type, [layout.of(inputs[0])], [twin_output])
         twin.attribute.extend(node.attribute)
     elif node.op_type in ("Add", "Mul") and all(layout.of(name) for name in inputs):
@@ -149,8 +149,8 @@ def _carry(graph, layout: _Layout) -> list:
     for node in graph.node:
         node.input[:] = [renamed.get(name, name) for name in node.input]
         if _is(node, "ReorderInput", NCHWC_DOMAIN):
-            held = layout.blocked.get(node.input[0]) or layout.reordered.get(node.input[0])
-            if held and held != node.output[0] and layout.whole_blocks(node.input[0]):
+            held = layout.of(node.input[0])
+            if held and held != node.output[0]:
                 renamed[node.output[0]] = held
                 continue
         twin = _blocked_twin(node, layout)
@@ -244,7 +244,7 @@ def _fuse_into_convolutions(nodes: list, graph, blocked_shapes: dict[str, list[i
     producers, uses = index(nodes)
     dropped = set()
     for node in nodes:
-        if node.domain or node.op_type not in FUSABLE_ACTIVATIONS:
+        if node.domain or node.op_type not in ACTIVATIONS:
             continue
         reshape = folding_reshape(node.input[0], producers, uses)
         conv = single_use_conv(reshape.input[0] if reshape else node.input[0], producers, uses)
