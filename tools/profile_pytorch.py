@@ -13,6 +13,8 @@ share moves most between runs on a shared machine (27-44 % at batch 8 in three r
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections import defaultdict
 from contextlib import contextmanager
 
@@ -84,6 +86,13 @@ def profile_model(name: str, batch: int, input_size, threads: int, runs: int) ->
     with torch.inference_mode(), labelled_ldconv():
         for _ in range(3):
             model(images)
+        # The same runs without the profiler, for scale: operator time leaves out Python
+        # between operators and adds the profiler's own cost, most on small operators.
+        unprofiled_ms = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(images)
+            unprofiled_ms.append((time.perf_counter() - start) * 1e3)
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as recorded:
             for _ in range(runs):
                 model(images)
@@ -91,7 +100,8 @@ def profile_model(name: str, batch: int, input_size, threads: int, runs: int) ->
     for event in recorded.events():
         if event.self_cpu_time_total > 0 and not event.name.startswith(LDCONV):
             times[category(event)] += event.self_cpu_time_total
-    print_shares(f"{name}, batch {batch}", times, runs)
+    title = f"{name}, batch {batch} ({statistics.median(unprofiled_ms):.1f} ms a run unprofiled)"
+    print_shares(title, times, runs)
 
 
 def main() -> None:
