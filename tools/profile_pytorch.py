@@ -14,7 +14,6 @@ share moves most between runs on a shared machine (27-44 % at batch 8 in three r
 from __future__ import annotations
 
 import statistics
-import time
 from collections import defaultdict
 from contextlib import contextmanager
 
@@ -79,6 +78,7 @@ def category(event) -> str:
 
 def profile_model(name: str, batch: int, input_size, threads: int, runs: int) -> None:
     from ldnet.bench.models import prepare_pytorch_model
+    from ldnet.bench.timing import seconds_per_call
 
     torch.set_num_threads(threads)
     model = prepare_pytorch_model(name, 17, True, True)
@@ -88,11 +88,7 @@ def profile_model(name: str, batch: int, input_size, threads: int, runs: int) ->
             model(images)
         # The same runs without the profiler, for scale: operator time leaves out Python
         # between operators and adds the profiler's own cost, most on small operators.
-        unprofiled_ms = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            model(images)
-            unprofiled_ms.append((time.perf_counter() - start) * 1e3)
+        unprofiled_s = [seconds_per_call(lambda: model(images), 1) for _ in range(runs)]
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as recorded:
             for _ in range(runs):
                 model(images)
@@ -100,7 +96,8 @@ def profile_model(name: str, batch: int, input_size, threads: int, runs: int) ->
     for event in recorded.events():
         if event.self_cpu_time_total > 0 and not event.name.startswith(LDCONV):
             times[category(event)] += event.self_cpu_time_total
-    title = f"{name}, batch {batch} ({statistics.median(unprofiled_ms):.1f} ms a run unprofiled)"
+    unprofiled_ms = statistics.median(unprofiled_s) * 1e3
+    title = f"{name}, batch {batch} ({unprofiled_ms:.1f} ms a run unprofiled)"
     print_shares(title, times, runs)
 
 
